@@ -1,0 +1,28 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create (or reuse) .venv
+# and install xraystyle from this checkout.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+DEMO_OUT ?= runs/demo
+
+.PHONY: demo test install clean-demo
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Phantom cohort -> StarGAN v2 training (CPU-sized) -> sample grids in $(DEMO_OUT)/samples.
+demo: $(STAMP)
+	$(PY) -m xraystyle train --domains normal,effusion --config demo --out $(DEMO_OUT) $(if $(wildcard $(DEMO_OUT)/checkpoints/index.json),--resume,)
+	@echo "sample grids: $$(ls $(DEMO_OUT)/samples/latent_*.png | tail -n 1) and $$(ls $(DEMO_OUT)/samples/reference_*.png | tail -n 1)"
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+clean-demo:
+	rm -rf $(DEMO_OUT)

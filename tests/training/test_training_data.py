@@ -1,0 +1,36 @@
+import numpy as np
+import torch
+
+from xraystyle.data.fetcher import BatchFetcher
+from xraystyle.data.sampling import BalancedStepSampler
+
+from .conftest import fake_cache
+
+
+def test_sampler_is_a_pure_function_of_step():
+    labels = np.array([0] * 90 + [1] * 10)
+    s = BalancedStepSampler(labels, 2, 8, seed=3)
+    a, b = s.indices(7), BalancedStepSampler(labels, 2, 8, seed=3).indices(7)
+    assert all(np.array_equal(getattr(a, f), getattr(b, f)) for f in ("src", "y_org", "y_trg", "ref", "ref2"))
+    assert not np.array_equal(s.indices(8).src, a.src)
+
+
+def test_sampler_balances_classes_and_refs_match_targets():
+    labels = np.array([0] * 950 + [1] * 50 + [-1] * 20)
+    s = BalancedStepSampler(labels, 2, 16, seed=0)
+    y_org = np.concatenate([s.indices(t).y_org for t in range(200)])
+    assert 0.4 < y_org.mean() < 0.6  # balanced although domain 1 is 5% of the rows
+    for t in range(50):
+        idx = s.indices(t)
+        assert np.array_equal(labels[idx.src], idx.y_org)
+        assert np.array_equal(labels[idx.ref], idx.y_trg)
+        assert np.array_equal(labels[idx.ref2], idx.y_trg)
+        assert (labels[idx.src] >= 0).all()
+
+
+def test_shards_of_two_ranks_make_the_global_batch():
+    images, labels = fake_cache(n=16)
+    single = BatchFetcher(images, labels, 2, 4, 8, seed=1)(5)
+    parts = [BatchFetcher(images, labels, 2, 4, 8, seed=1, rank=r, world=2)(5) for r in range(2)]
+    for name in ("x_real", "y_org", "x_ref", "x_ref2", "y_trg", "z_trg", "z_trg2"):
+        assert torch.equal(getattr(single, name), torch.cat([getattr(p, name) for p in parts])), name

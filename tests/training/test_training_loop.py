@@ -1,0 +1,147 @@
+import json
+import os
+import signal
+
+import pytest
+import torch
+
+from xraystyle.errors import CheckpointError, ConfigError, TrainingError
+from xraystyle.training import trainer as trainer_mod
+from xraystyle.training.accel import make_accel
+from xraystyle.training.checkpoint import load_latest
+from xraystyle.training.trainer import training_loop
+
+CPU = make_accel("reference", torch.device("cpu"))
+
+
+def train(cfg, run_dir, manifest, tmp_path, **kw):
+    return training_loop(cfg, run_dir, manifest, cache_dir=tmp_path / "cache", accel=CPU,
+                         progress=False, **kw)
+
+
+def test_run_folder_contents(tiny_cfg, png_cohort, tmp_path):
+    run = tmp_path / "run"
+    result = train(tiny_cfg, run, png_cohort, tmp_path)
+    assert result.step == 4 and result.signal is None
+    assert (run / "config.yaml").exists()
+    stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in stats] == [1, 2, 3, 4]
+    for key in ("D/latent_real", "D/ref_r1", "G/latent_adv", "G/ref_cyc", "G/latent_ds", "lambda_ds", "it_per_s"):
+        assert key in stats[0]
+    assert sorted(p.name for p in (run / "samples").iterdir()) == [
+        "latent_0000002.png", "latent_0000004.png", "reference_0000002.png", "reference_0000004.png"]
+    payload, path = load_latest(run)
+    assert payload["step"] == 4 and path == result.checkpoint
+    assert payload["domains"] == ["normal", "effusion"]
+    assert set(payload["state"]["ema"]) == {"G", "F", "E"}
+
+
+def _weights(run):
+    payload, _ = load_latest(run)
+    return payload["state"]
+
+
+def _assert_same_state(a, b):
+    for group in ("nets", "ema"):
+        for net in a[group]:
+            for k, v in a[group][net].items():
+                assert torch.equal(v, b[group][net][k]), f"{group}.{net}.{k}"
+    for net in a["optims"]:
+        for pid, st in a["optims"][net]["state"].items():
+            for k, v in st.items():
+                assert torch.equal(v, b["optims"][net]["state"][pid][k])
+
+
+def test_resume_is_bitwise_equal_to_uninterrupted(tiny_cfg, png_cohort, tmp_path):
+    full = tmp_path / "full"
+    train(tiny_cfg, full, png_cohort, tmp_path)
+    part = tmp_path / "part"
+    tiny_cfg.train.iters = 2
+    train(tiny_cfg, part, png_cohort, tmp_path)
+    tiny_cfg.train.iters = 4
+    result = train(tiny_cfg, part, png_cohort, tmp_path, resume=True)
+    assert result.step == 4
+    _assert_same_state(_weights(full), _weights(part))
+
+
+def test_resume_refuses_incompatible_config(tiny_cfg, png_cohort, tmp_path):
+    run = tmp_path / "run"
+    tiny_cfg.train.iters = 2
+    train(tiny_cfg, run, png_cohort, tmp_path)
+    tiny_cfg.model.style_dim = 8
+    tiny_cfg.loss.lambda_cyc = 2.0
+    with pytest.raises(ConfigError, match="loss.lambda_cyc, model.style_dim"):
+        train(tiny_cfg, run, png_cohort, tmp_path, resume=True)
+
+
+def test_existing_run_needs_resume_and_resume_needs_checkpoint(tiny_cfg, png_cohort, tmp_path):
+    run = tmp_path / "run"
+    tiny_cfg.train.iters = 2
+    with pytest.raises(CheckpointError, match="no readable checkpoint"):
+        train(tiny_cfg, run, png_cohort, tmp_path, resume=True)
+    train(tiny_cfg, run, png_cohort, tmp_path)
+    with pytest.raises(ConfigError, match="already has checkpoints"):
+        train(tiny_cfg, run, png_cohort, tmp_path)
+
+
+def test_changed_manifest_refused_on_resume(tiny_cfg, png_cohort, tmp_path):
+    from .conftest import write_png_cohort
+
+    run = tmp_path / "run"
+    tiny_cfg.train.iters = 2
+    train(tiny_cfg, run, png_cohort, tmp_path)
+    other = write_png_cohort(tmp_path / "other", n=28)
+    with pytest.raises(CheckpointError, match="manifest changed"):
+        train(tiny_cfg, run, other, tmp_path, resume=True)
+
+
+def _patched_step(monkeypatch, at_step, action):
+    real = trainer_mod.train_step
+
+    def step(state, *a, **k):
+        terms = real(state, *a, **k)
+        if state.step == at_step:
+            return action(terms)
+        return terms
+
+    monkeypatch.setattr(trainer_mod, "train_step", step)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_cfg, png_cohort, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    _patched_step(monkeypatch, 3, lambda t: {**t, "G/latent_adv": torch.tensor(float("nan"))})
+    with pytest.raises(TrainingError, match=r"non-finite loss \(G/latent_adv\).*step_0000002.pt"):
+        train(tiny_cfg, run, png_cohort, tmp_path)
+    payload, _ = load_latest(run)
+    assert payload["step"] == 2
+    assert not (run / "checkpoints" / "step_0000003.pt").exists()
+
+
+def test_sigterm_writes_checkpoint_and_stops(tiny_cfg, png_cohort, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    tiny_cfg.train.ckpt_every = 100
+
+    def kill(terms):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return terms
+
+    _patched_step(monkeypatch, 1, kill)
+    result = train(tiny_cfg, run, png_cohort, tmp_path)
+    assert result.signal == signal.SIGTERM and result.step == 1
+    assert load_latest(run)[0]["step"] == 1
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
+
+
+def test_domain_without_images_is_refused(tiny_cfg, png_cohort, tmp_path):
+    tiny_cfg.data.split = "test"
+    png_cohort.df.loc[png_cohort.df["split"] == "test", "effusion"] = 0.0
+    with pytest.raises(TrainingError, match="no usable test images for domain"):
+        train(tiny_cfg, tmp_path / "run", png_cohort, tmp_path)
+
+
+def test_unreadable_images_are_counted_and_limited(tiny_cfg, png_cohort, tmp_path):
+    (png_cohort.root / "img" / "im000.png").write_bytes(b"not a png")
+    with pytest.raises(TrainingError, match="1 of 20 images could not be read"):
+        train(tiny_cfg, tmp_path / "run", png_cohort, tmp_path)
+    tiny_cfg.data.max_bad_fraction = 0.1
+    assert train(tiny_cfg, tmp_path / "run", png_cohort, tmp_path).step == 4

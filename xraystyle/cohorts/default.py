@@ -1,0 +1,39 @@
+"""The built-in default cohort: a phantom cohort generated once into the cache folder."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+# Enough images per domain for a CPU demo; findings drawn independently, so about 40% of the
+# images are "normal" for normal-vs-effusion and the rest split over the findings.
+DEFAULT_PHANTOM = {"n": 800, "seed": 0, "findings": ["effusion", "nodule", "cardiomegaly", "pneumothorax"],
+                   "prevalence": {"effusion": 0.4, "nodule": 0.25, "cardiomegaly": 0.25, "pneumothorax": 0.15},
+                   "fmt": "png"}
+
+
+def default_phantom_manifest(size: int, cache_root: Path, **overrides) -> Path:
+    """Manifest of the default phantom cohort at ``size`` px, generating it on first use."""
+    from .phantom import generate_phantom_cohort
+
+    params = {**DEFAULT_PHANTOM, **overrides, "size": size}
+    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+    out = Path(cache_root) / "phantom" / f"{size}px-{key}"
+    manifest = out / "manifest.csv"
+    if manifest.exists():
+        return manifest
+    # Generate next to the final folder and rename: an interrupted generation is never reused.
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    generate_phantom_cohort(tmp, n=params["n"], size=size, seed=params["seed"],
+                            findings=tuple(params["findings"]), fmt=params["fmt"],
+                            prevalence=params["prevalence"])
+    try:
+        os.replace(tmp, out)
+    except OSError:  # another process won the race
+        shutil.rmtree(tmp, ignore_errors=True)
+    return manifest

@@ -1,0 +1,54 @@
+"""Network hyper-parameters (StarGAN v2, section 1 of docs/architecture.md)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..config import check
+
+
+@dataclass
+class ModelConfig:
+    img_size: int = 256
+    in_channels: int = 1  # radiographs are single-channel; 3 only for RGB experiments
+    base_width: int | None = None  # None: the paper's rule 2**14 // img_size
+    max_width: int = 512
+    style_dim: int = 64
+    latent_dim: int = 16
+    mapping_width: int = 512
+    mapping_shared_layers: int = 4
+    mapping_head_layers: int = 3
+    n_down: int | None = None  # generator down-sampling blocks; None: log2(img_size) - 4
+    conditioning: str = "single"  # "single" (domain index); finding sets arrive with multi-label
+
+    def __post_init__(self):
+        check(64 <= self.img_size <= 1024 or self.img_size == 32, "model.img_size",
+              f"must be a power of two from 32 to 1024, got {self.img_size}")
+        check(self.img_size & (self.img_size - 1) == 0, "model.img_size",
+              f"must be a power of two, got {self.img_size}")
+        check(self.in_channels in (1, 3), "model.in_channels", "must be 1 or 3")
+        check(self.base_width is None or self.base_width >= 4, "model.base_width", "must be >= 4")
+        check(self.max_width >= self.width, "model.max_width",
+              f"must be >= base width {self.width}")
+        check(self.style_dim >= 1 and self.latent_dim >= 1, "model.style_dim/latent_dim", "must be >= 1")
+        check(self.mapping_width >= 1, "model.mapping_width", "must be >= 1")
+        check(self.mapping_shared_layers >= 1 and self.mapping_head_layers >= 0,
+              "model.mapping_*_layers", "shared >= 1, head >= 0")
+        limit = int(math.log2(self.img_size)) - 2
+        check(self.n_down is None or 1 <= self.n_down <= limit, "model.n_down",
+              f"must be between 1 and {limit} for {self.img_size} px")
+        check(self.conditioning in ("single",), "model.conditioning", "must be 'single'")
+
+    @property
+    def width(self) -> int:
+        return self.base_width if self.base_width is not None else 2**14 // self.img_size
+
+    @property
+    def generator_down(self) -> int:
+        return self.n_down if self.n_down is not None else max(1, int(math.log2(self.img_size)) - 4)
+
+    @property
+    def critic_down(self) -> int:
+        """Down-sampling blocks of the style encoder / discriminator trunk (to 4x4)."""
+        return int(math.log2(self.img_size)) - 2

@@ -1,0 +1,202 @@
+"""The four StarGAN v2 networks (Choi et al., CVPR 2020), written from the paper.
+
+Clean-room implementation (the authors' code is CC BY-NC). Vocabulary follows the paper:
+G(x, s) -> x_fake; F(z, y) -> s; E(x, y) -> s; D(x, y) -> one real/fake logit per image.
+No device, DataParallel or channel-count assumptions live here: the caller moves modules,
+and ``in_channels`` comes from the config.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as nnf
+from torch import nn
+
+from .conditioning import make_head
+from .config import ModelConfig
+
+_SQRT2 = math.sqrt(2.0)
+
+
+def _act() -> nn.Module:
+    return nn.LeakyReLU(0.2)
+
+
+class ResBlock(nn.Module):
+    """Pre-activation residual block: [IN] -> LReLU -> conv3x3 -> [pool] -> [IN] -> LReLU -> conv3x3.
+
+    The shortcut is a learned 1x1 conv only when the width changes; the sum is scaled by
+    1/sqrt(2) to keep unit variance.
+    """
+
+    def __init__(self, c_in: int, c_out: int, normalize: bool = False, downsample: bool = False):
+        super().__init__()
+        self.downsample = downsample
+        self.norm1 = nn.InstanceNorm2d(c_in, affine=True) if normalize else nn.Identity()
+        self.norm2 = nn.InstanceNorm2d(c_in, affine=True) if normalize else nn.Identity()
+        self.conv1 = nn.Conv2d(c_in, c_in, 3, 1, 1)
+        self.conv2 = nn.Conv2d(c_in, c_out, 3, 1, 1)
+        self.act = _act()
+        self.skip = nn.Conv2d(c_in, c_out, 1, bias=False) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(self.act(self.norm1(x)))
+        if self.downsample:
+            h = nnf.avg_pool2d(h, 2)
+        h = self.conv2(self.act(self.norm2(h)))
+        sc = self.skip(x)
+        if self.downsample:
+            sc = nnf.avg_pool2d(sc, 2)
+        return (h + sc) / _SQRT2
+
+
+class AdaIN(nn.Module):
+    """Adaptive instance norm: ``(1 + gamma(s)) * IN(x) + beta(s)``."""
+
+    def __init__(self, style_dim: int, channels: int):
+        super().__init__()
+        self.norm = nn.InstanceNorm2d(channels, affine=False)
+        self.affine = nn.Linear(style_dim, 2 * channels)
+
+    def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.affine(s)[:, :, None, None].chunk(2, dim=1)
+        return (1 + gamma) * self.norm(x) + beta
+
+
+class AdaINResBlock(nn.Module):
+    """Decoder block: AdaIN -> LReLU -> [upsample] -> conv3x3 -> AdaIN -> LReLU -> conv3x3.
+
+    X-rays use no high-pass (landmark) branch, so the shortcut is always active (the paper's
+    ``w_hpf = 0`` setting).
+    """
+
+    def __init__(self, c_in: int, c_out: int, style_dim: int, upsample: bool = False):
+        super().__init__()
+        self.upsample = upsample
+        self.norm1 = AdaIN(style_dim, c_in)
+        self.norm2 = AdaIN(style_dim, c_out)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, 1, 1)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1)
+        self.act = _act()
+        self.skip = nn.Conv2d(c_in, c_out, 1, bias=False) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.norm1(x, s))
+        if self.upsample:
+            h = nnf.interpolate(h, scale_factor=2, mode="nearest")
+            x = nnf.interpolate(x, scale_factor=2, mode="nearest")
+        h = self.conv2(self.act(self.norm2(self.conv1(h), s)))
+        return (h + self.skip(x)) / _SQRT2
+
+
+def _widths(cfg: ModelConfig, n: int) -> list[int]:
+    """Channel widths after each of ``n`` down-sampling stages (doubling, capped)."""
+    return [min(cfg.width * 2 ** (i + 1), cfg.max_width) for i in range(n)]
+
+
+class Generator(nn.Module):
+    """G(x, s): encoder of down-sampling IN blocks, bottleneck, AdaIN decoder."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        n = cfg.generator_down
+        widths = [cfg.width] + _widths(cfg, n)
+        self.conv_in = nn.Conv2d(cfg.in_channels, cfg.width, 3, 1, 1)
+        self.encode = nn.ModuleList(
+            [ResBlock(widths[i], widths[i + 1], normalize=True, downsample=True) for i in range(n)]
+            + [ResBlock(widths[-1], widths[-1], normalize=True) for _ in range(2)]
+        )
+        self.decode = nn.ModuleList(
+            [AdaINResBlock(widths[-1], widths[-1], cfg.style_dim) for _ in range(2)]
+            + [AdaINResBlock(widths[i + 1], widths[i], cfg.style_dim, upsample=True)
+               for i in reversed(range(n))]
+        )
+        self.conv_out = nn.Sequential(
+            nn.InstanceNorm2d(cfg.width, affine=True), _act(), nn.Conv2d(cfg.width, cfg.in_channels, 1)
+        )
+
+    def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        h = self.conv_in(x)
+        for block in self.encode:
+            h = block(h)
+        for block in self.decode:
+            h = block(h, s)
+        return self.conv_out(h)
+
+
+class MappingNetwork(nn.Module):
+    """F(z, y): shared MLP on the latent code, then a conditioned head producing the style code."""
+
+    def __init__(self, cfg: ModelConfig, num_conditions: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        dim = cfg.latent_dim
+        for _ in range(cfg.mapping_shared_layers):
+            layers += [nn.Linear(dim, cfg.mapping_width), nn.ReLU()]
+            dim = cfg.mapping_width
+        self.shared = nn.Sequential(*layers)
+        self.head = make_head(cfg.conditioning, num_conditions, dim, cfg.style_dim,
+                              hidden=cfg.mapping_head_layers, width=cfg.mapping_width)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.head(self.shared(z), y)
+
+
+class _Trunk(nn.Sequential):
+    """Shared trunk of E and D: conv3x3, down-sampling blocks to 4x4, LReLU, conv4x4, LReLU."""
+
+    def __init__(self, cfg: ModelConfig):
+        n = cfg.critic_down
+        widths = [cfg.width] + _widths(cfg, n)
+        layers: list[nn.Module] = [nn.Conv2d(cfg.in_channels, cfg.width, 3, 1, 1)]
+        layers += [ResBlock(widths[i], widths[i + 1], downsample=True) for i in range(n)]
+        layers += [_act(), nn.Conv2d(widths[-1], widths[-1], 4, 1, 0), _act(), nn.Flatten()]
+        super().__init__(*layers)
+        self.out_features = widths[-1]
+
+
+class StyleEncoder(nn.Module):
+    """E(x, y): the style code of image ``x`` as seen by domain ``y``'s head."""
+
+    def __init__(self, cfg: ModelConfig, num_conditions: int):
+        super().__init__()
+        self.trunk = _Trunk(cfg)
+        self.head = make_head(cfg.conditioning, num_conditions, self.trunk.out_features, cfg.style_dim)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(x), y)
+
+
+class Discriminator(nn.Module):
+    """D(x, y): multi-task discriminator, one real/fake logit per image for its domain ``y``."""
+
+    def __init__(self, cfg: ModelConfig, num_conditions: int):
+        super().__init__()
+        self.trunk = _Trunk(cfg)
+        self.head = make_head(cfg.conditioning, num_conditions, self.trunk.out_features, 1)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(x), y).squeeze(1)
+
+
+def he_init(module: nn.Module) -> None:
+    """He (Kaiming normal, fan_in) weights and zero biases for conv and linear layers."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def build_networks(cfg: ModelConfig, num_conditions: int) -> nn.ModuleDict:
+    """G, F, E, D as a ModuleDict keyed by the paper's letters: "G", "F", "E", "D"."""
+    nets = nn.ModuleDict({
+        "G": Generator(cfg),
+        "F": MappingNetwork(cfg, num_conditions),
+        "E": StyleEncoder(cfg, num_conditions),
+        "D": Discriminator(cfg, num_conditions),
+    })
+    he_init(nets)
+    return nets

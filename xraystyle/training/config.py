@@ -1,0 +1,117 @@
+"""The run configuration: one validated dataclass tree, loaded from YAML, saved with every run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import check, from_dict, load_yaml, to_dict
+from ..errors import ConfigError
+from ..models.config import ModelConfig
+from ..transforms.config import AugmentConfig, PreprocessConfig
+from .losses import LossConfig
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4  # G, E, D
+    f_lr: float = 1e-6  # mapping network
+    beta1: float = 0.0
+    beta2: float = 0.99
+    weight_decay: float = 1e-4
+    ema_beta: float = 0.999
+
+    def __post_init__(self):
+        check(self.lr > 0 and self.f_lr > 0, "optim.lr/f_lr", "must be > 0")
+        check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "optim.beta1/beta2", "must be in [0, 1)")
+        check(self.weight_decay >= 0, "optim.weight_decay", "must be >= 0")
+        check(0 <= self.ema_beta < 1, "optim.ema_beta", "must be in [0, 1)")
+
+
+@dataclass
+class DataConfig:
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # physics augmentation of real images
+    split: str = "train"
+    workers: int = 0  # DataLoader workers for building the tensor cache
+    max_bad_fraction: float = 0.01
+
+    def __post_init__(self):
+        check(self.split in ("train", "val", "test", "all"), "data.split", "must be train, val, test or all")
+        check(self.workers >= 0, "data.workers", "must be >= 0")
+        check(0 <= self.max_bad_fraction <= 1, "data.max_bad_fraction", "must be in [0, 1]")
+
+
+@dataclass
+class TrainConfig:
+    iters: int = 100_000
+    batch_size: int = 8  # global batch (split across data-parallel processes)
+    seed: int = 0
+    mode: str = "auto"  # "reference" (fp32 eager), "fast" (bf16, channels_last, compile), "auto"
+    log_every: int = 10
+    sample_every: int = 1000
+    ckpt_every: int = 5000
+    keep_ckpts: int = 3
+    n_samples: int = 4  # source images in sample grids
+
+    def __post_init__(self):
+        check(self.iters >= 1, "train.iters", "must be >= 1")
+        check(self.batch_size >= 1, "train.batch_size", "must be >= 1")
+        check(self.mode in ("auto", "reference", "fast"), "train.mode", "must be auto, reference or fast")
+        for key in ("log_every", "sample_every", "ckpt_every", "keep_ckpts", "n_samples"):
+            check(getattr(self, key) >= 1, f"train.{key}", "must be >= 1")
+
+
+@dataclass
+class RunConfig:
+    domains: list[str] = field(default_factory=lambda: ["normal", "effusion"])
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        check(len(self.domains) >= 2, "domains", "need at least two domains, e.g. normal,effusion")
+        check(len(set(self.domains)) == len(self.domains), "domains", "names must be unique")
+        for name in self.domains:
+            check(name.isidentifier() and name.islower(), "domains",
+                  f"{name!r} is not a finding name (lower-case letters, digits, underscores)")
+        check(self.model.img_size == self.data.preprocess.size, "data.preprocess.size",
+              f"must equal model.img_size ({self.model.img_size}), got {self.data.preprocess.size}")
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Build a RunConfig from a YAML file (or defaults) with dotted-key overrides applied."""
+    data = load_yaml(path) if path is not None else {}
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{dotted}: {p} is not a section")
+        node[leaf] = value
+    where = f"{path}: " if path is not None else ""
+    try:
+        return from_dict(RunConfig, data)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}{exc}") from None
+
+
+def config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two plain config dicts."""
+    keys = sorted(set(a) | set(b))
+    out: list[str] = []
+    for k in keys:
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += config_diff(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.append(f"{prefix}{k}")
+    return out
+
+
+__all__ = ["RunConfig", "TrainConfig", "DataConfig", "OptimConfig", "LossConfig", "load_config",
+           "config_diff", "to_dict"]

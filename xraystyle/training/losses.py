@@ -1,0 +1,116 @@
+"""StarGAN v2 objectives as pure functions of the networks, the batch and the step.
+
+Nothing here owns state: each function takes the networks (a mapping with "G", "F", "E",
+"D"), tensors named as in the paper, and weights, and returns ``(loss, terms)`` where
+``terms`` holds detached scalars for logging (read on the host only every N steps).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Mapping
+
+import torch
+import torch.nn.functional as nnf
+from torch import nn
+
+from ..config import check
+
+
+@dataclass
+class LossConfig:
+    lambda_sty: float = 1.0
+    lambda_ds: float = 1.0  # initial weight, decayed linearly to 0 over ds_decay_iters
+    ds_decay_iters: int = 100_000
+    lambda_cyc: float = 1.0
+    r1_weight: float = 1.0
+    r1_interval: int = 1  # lazy R1: every k D steps with weight * k (1 = every step, as published)
+
+    def __post_init__(self):
+        for key in ("lambda_sty", "lambda_ds", "lambda_cyc", "r1_weight"):
+            check(getattr(self, key) >= 0, f"loss.{key}", "must be >= 0")
+        check(self.ds_decay_iters >= 1, "loss.ds_decay_iters", "must be >= 1")
+        check(self.r1_interval >= 1, "loss.r1_interval", "must be >= 1")
+
+
+Nets = Mapping[str, nn.Module]
+
+
+def lambda_ds_at(cfg: LossConfig, step: int) -> float:
+    """Diversity-sensitivity weight at ``step``: linear decay to 0 (a schedule, not a mutation)."""
+    return cfg.lambda_ds * max(0.0, 1.0 - step / cfg.ds_decay_iters)
+
+
+def adv_loss(logits: torch.Tensor, target: float) -> torch.Tensor:
+    """Non-saturating adversarial loss: BCE of the logits against an all-``target`` label."""
+    return nnf.binary_cross_entropy_with_logits(logits.float(), torch.full_like(logits.float(), target))
+
+
+def r1_penalty(d_out: torch.Tensor, x_real: torch.Tensor) -> torch.Tensor:
+    """R1 = 0.5 * E ||grad_x D(x_real)||^2, differentiable (double backward) for the D update."""
+    (grad,) = torch.autograd.grad(d_out.float().sum(), x_real, create_graph=True)
+    return 0.5 * grad.float().pow(2).flatten(1).sum(1).mean()
+
+
+def style_target(nets: Nets, y_trg: torch.Tensor, z_trg: torch.Tensor | None,
+                 x_ref: torch.Tensor | None) -> torch.Tensor:
+    """s_trg from a latent code (mapping network) or from a reference image (style encoder)."""
+    if (z_trg is None) == (x_ref is None):
+        raise ValueError("give exactly one of z_trg and x_ref")
+    return nets["F"](z_trg, y_trg) if z_trg is not None else nets["E"](x_ref, y_trg)
+
+
+def d_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.Tensor, *,
+           z_trg: torch.Tensor | None = None, x_ref: torch.Tensor | None = None,
+           r1_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Discriminator loss: real vs. fake (latent- or reference-guided) plus R1 on real images."""
+    use_r1 = r1_weight > 0
+    x_real = x_real.detach().requires_grad_(use_r1)
+    # The R1 double backward runs in fp32 even under autocast: its gradient norm is small and
+    # squared, exactly where bf16 rounding hurts.
+    fp32 = torch.autocast(x_real.device.type, enabled=False) if use_r1 else contextlib.nullcontext()
+    with fp32:
+        out_real = nets["D"](x_real, y_org)
+    loss_real = adv_loss(out_real, 1.0)
+    loss_reg = r1_penalty(out_real, x_real) if use_r1 else out_real.new_zeros(())
+
+    with torch.no_grad():
+        s_trg = style_target(nets, y_trg, z_trg, x_ref)
+        x_fake = nets["G"](x_real, s_trg)
+    loss_fake = adv_loss(nets["D"](x_fake, y_trg), 0.0)
+
+    loss = loss_real + loss_fake + r1_weight * loss_reg
+    terms = {"real": loss_real, "fake": loss_fake, "r1": loss_reg}
+    return loss, {k: v.detach() for k, v in terms.items()}
+
+
+def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.Tensor, *,
+           z_trgs: tuple[torch.Tensor, torch.Tensor] | None = None,
+           x_refs: tuple[torch.Tensor, torch.Tensor] | None = None,
+           lambda_sty: float = 1.0, lambda_ds: float = 1.0, lambda_cyc: float = 1.0,
+           ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Generator loss: adversarial + style reconstruction - diversity sensitivity + cycle."""
+    z_trg, z_trg2 = z_trgs if z_trgs is not None else (None, None)
+    x_ref, x_ref2 = x_refs if x_refs is not None else (None, None)
+
+    s_trg = style_target(nets, y_trg, z_trg, x_ref)
+    x_fake = nets["G"](x_real, s_trg)
+    loss_adv = adv_loss(nets["D"](x_fake, y_trg), 1.0)
+
+    s_pred = nets["E"](x_fake, y_trg)
+    loss_sty = (s_pred.float() - s_trg.float()).abs().mean()
+
+    # Diversity sensitivity: two styles for the same target should give different images.
+    s_trg2 = style_target(nets, y_trg, z_trg2, x_ref2)
+    x_fake2 = nets["G"](x_real, s_trg2).detach()
+    loss_ds = (x_fake.float() - x_fake2.float()).abs().mean()
+
+    # Cycle consistency: back to the source domain with the source's own style.
+    s_org = nets["E"](x_real, y_org)
+    x_rec = nets["G"](x_fake, s_org)
+    loss_cyc = (x_rec.float() - x_real.float()).abs().mean()
+
+    loss = loss_adv + lambda_sty * loss_sty - lambda_ds * loss_ds + lambda_cyc * loss_cyc
+    terms = {"adv": loss_adv, "sty": loss_sty, "ds": loss_ds, "cyc": loss_cyc}
+    return loss, {k: v.detach() for k, v in terms.items()}

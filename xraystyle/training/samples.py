@@ -1,0 +1,50 @@
+"""Sample grids written during training: sources x target domains, latent- and reference-guided."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from ..synthesis import translate_latent, translate_reference
+
+
+def _tile(rows: list[list[torch.Tensor | None]], pad: int = 2) -> np.ndarray:
+    """Tile [C?, H, W] images in [-1, 1] (None = blank) into one uint8 greyscale array."""
+    h, w = next(t for r in rows for t in r if t is not None).shape[-2:]
+    out = np.full((len(rows) * (h + pad) + pad, len(rows[0]) * (w + pad) + pad), 255, np.uint8)
+    for i, row in enumerate(rows):
+        for j, t in enumerate(row):
+            if t is None:
+                continue
+            img = ((t.float().mean(0) if t.dim() == 3 else t.float()).clamp(-1, 1) + 1) * 127.5
+            y, x = pad + i * (h + pad), pad + j * (w + pad)
+            out[y:y + h, x:x + w] = img.round().byte().cpu().numpy()
+    return out
+
+
+@torch.no_grad()
+def sample_grids(nets: Mapping[str, nn.Module], x_src: torch.Tensor, refs: list[torch.Tensor],
+                 z: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Latent grid: each row a source, then one output per target domain (shared z per column).
+    Reference grid: first row the references (one per domain), then per source its outputs."""
+    n, k = x_src.shape[0], len(refs)
+    latent_rows, ref_rows = [], [[None] + [r[0] for r in refs]]
+    lat = [translate_latent(nets, x_src, torch.full((n,), d, device=x_src.device), z[d:d + 1].expand(n, -1))
+           for d in range(k)]
+    ref = [translate_reference(nets, x_src, refs[d].expand(n, -1, -1, -1), torch.full((n,), d, device=x_src.device))
+           for d in range(k)]
+    for i in range(n):
+        latent_rows.append([x_src[i]] + [lat[d][i] for d in range(k)])
+        ref_rows.append([x_src[i]] + [ref[d][i] for d in range(k)])
+    return _tile(latent_rows), _tile(ref_rows)
+
+
+def write_grids(out_dir: Path, step: int, latent: np.ndarray, reference: np.ndarray) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(latent).save(out_dir / f"latent_{step:07d}.png")
+    Image.fromarray(reference).save(out_dir / f"reference_{step:07d}.png")

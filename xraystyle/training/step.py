@@ -1,0 +1,71 @@
+"""One StarGAN v2 iteration: D (latent), D (reference), G (latent), G (reference), EMA."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Mapping
+
+import torch
+from torch import nn
+
+from ..data.fetcher import Batch
+from .accel import Accel
+from .config import RunConfig
+from .ema import ema_update
+from .losses import d_loss, g_loss, lambda_ds_at
+from .state import EMA_NETS, TrainState
+
+GradSync = Callable[[Iterable[nn.Parameter]], None]
+
+
+def _update(state: TrainState, loss: torch.Tensor, names: tuple[str, ...],
+            grad_sync: GradSync | None) -> None:
+    for opt in state.optims.values():
+        opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_sync is not None:
+        grad_sync([p for n in names for p in state.nets[n].parameters()])
+    for n in names:
+        state.optims[n].step()
+
+
+def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cfg: RunConfig,
+               accel: Accel, grad_sync: GradSync | None = None) -> dict[str, torch.Tensor]:
+    """Run one iteration at ``state.step`` and return detached loss terms (no host sync).
+
+    ``fwd`` holds the callables used in forward passes (compiled or not); ``state.nets`` holds
+    the parameters. The discriminator's real pass always runs eagerly (R1 double backward).
+    """
+    step = state.step
+    lc = cfg.loss
+    r1_weight = lc.r1_weight * lc.r1_interval if step % lc.r1_interval == 0 else 0.0
+    lam = {"lambda_sty": lc.lambda_sty, "lambda_ds": lambda_ds_at(lc, step), "lambda_cyc": lc.lambda_cyc}
+    x_real, x_ref, x_ref2 = (accel.prepare(x) for x in (batch.x_real, batch.x_ref, batch.x_ref2))
+    y_org, y_trg = batch.y_org, batch.y_trg
+    D = state.nets["D"]
+    terms: dict[str, torch.Tensor] = {}
+
+    # Discriminator: once with a latent-guided fake, once with a reference-guided fake.
+    for tag, guide in (("latent", {"z_trg": batch.z_trg}), ("ref", {"x_ref": x_ref})):
+        with accel.autocast():
+            loss, t = d_loss(fwd, x_real, y_org, y_trg, r1_weight=r1_weight, **guide)
+        _update(state, loss, ("D",), grad_sync)
+        terms.update({f"D/{tag}_{k}": v for k, v in t.items()})
+
+    # Generator: latent-guided updates G, F, E; reference-guided updates G only.
+    D.requires_grad_(False)  # D's weight gradients are not needed in the G phases
+    try:
+        for tag, guide, names in (
+            ("latent", {"z_trgs": (batch.z_trg, batch.z_trg2)}, ("G", "F", "E")),
+            ("ref", {"x_refs": (x_ref, x_ref2)}, ("G",)),
+        ):
+            with accel.autocast():
+                loss, t = g_loss(fwd, x_real, y_org, y_trg, **guide, **lam)
+            _update(state, loss, names, grad_sync)
+            terms.update({f"G/{tag}_{k}": v for k, v in t.items()})
+    finally:
+        D.requires_grad_(True)
+
+    for name in EMA_NETS:
+        ema_update(state.ema[name], state.nets[name], cfg.optim.ema_beta)
+    state.step = step + 1
+    return terms

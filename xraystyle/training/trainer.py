@@ -1,0 +1,222 @@
+"""The training loop: data -> state -> steps -> stats, samples, checkpoints.
+
+``training_loop`` is the one readable function the CLI (and torchrun) calls. It owns no
+model maths (see step.py and losses.py) and no file formats (see checkpoint.py); it wires
+them together, watches for stop signals and non-finite losses, and writes the run folder:
+
+    RUN_DIR/config.yaml      resolved config       RUN_DIR/stats.jsonl  one line per logged step
+    RUN_DIR/samples/*.png    sample grids          RUN_DIR/checkpoints/ snapshots + index.json
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from tqdm import tqdm
+
+from ..config import to_dict
+from ..data.cache import build_tensor_cache
+from ..data.fetcher import BatchFetcher, iterate_batches
+from ..errors import CheckpointError, ConfigError, TrainingError
+from .accel import Accel, compiled
+from .checkpoint import load_latest, rng_state, save_checkpoint, set_rng_state
+from .config import RunConfig, config_diff
+from .distributed import DistInfo, barrier, broadcast_flag, make_grad_sync
+from .losses import lambda_ds_at
+from .samples import sample_grids, write_grids
+from .state import TrainState, build_state
+from .step import train_step
+
+log = logging.getLogger(__name__)
+
+# Keys that may change between a run and its resumption (schedules of the loop, not the maths).
+RESUMABLE_KEYS = {"train.iters", "train.log_every", "train.sample_every", "train.ckpt_every",
+                  "train.keep_ckpts", "train.mode", "data.workers", "data.max_bad_fraction"}
+
+
+@dataclass
+class TrainData:
+    images: np.ndarray  # tensor cache [N, 1, S, S]
+    labels: np.ndarray  # domain per row, -1 = not used
+    manifest_hash: str
+
+
+def prepare_data(cfg: RunConfig, manifest, cache_dir: Path, info: DistInfo, progress: bool) -> TrainData:
+    """Select the split, label rows with domains, and load/build the tensor cache."""
+    if cfg.data.split != "all":
+        manifest = manifest.subset(split=cfg.data.split)
+    labels = np.asarray(manifest.domain_labels(list(cfg.domains)), dtype=np.int64)
+    if info.is_main:
+        cache = build_tensor_cache(manifest, cfg.data.preprocess, cache_dir, workers=cfg.data.workers,
+                                   max_bad_fraction=cfg.data.max_bad_fraction, progress=progress)
+    barrier(info)
+    if not info.is_main:
+        cache = build_tensor_cache(manifest, cfg.data.preprocess, cache_dir, progress=False,
+                                   max_bad_fraction=cfg.data.max_bad_fraction)
+    labels[~cache.ok] = -1
+    counts = np.bincount(labels[labels >= 0], minlength=len(cfg.domains))
+    empty = [d for d, c in zip(cfg.domains, counts) if c == 0]
+    if empty:
+        raise TrainingError(f"{manifest.path}: no usable {cfg.data.split} images for domain(s) "
+                            f"{', '.join(empty)}")
+    log.info("training images per domain: %s", dict(zip(cfg.domains, counts.tolist())))
+    return TrainData(cache.images, labels, manifest.content_hash())
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path | None  # last snapshot written by this call (rank 0), if any
+    step: int
+    signal: int | None  # the signal that stopped the run early, if any
+
+
+class StopSignal:
+    """SIGINT/SIGTERM set a flag; the loop saves a checkpoint and exits cleanly at the next step."""
+
+    def __init__(self):
+        self.received: int | None = None
+
+    @contextmanager
+    def installed(self):
+        old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+        def handler(signum, _frame):
+            self.received = signum
+
+        try:
+            for s in old:
+                signal.signal(s, handler)
+        except ValueError:  # not the main thread: leave signals alone
+            yield self
+            return
+        try:
+            yield self
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+
+def _restore(state: TrainState, cfg: RunConfig, run_dir: Path, manifest_hash: str) -> None:
+    found = load_latest(run_dir)
+    if found is None:
+        raise CheckpointError(run_dir, "--resume given but the run folder has no readable checkpoint")
+    payload, path = found
+    diff = [k for k in config_diff(payload["config"], to_dict(cfg)) if k not in RESUMABLE_KEYS]
+    if diff:
+        raise ConfigError(f"{path}: cannot resume with a different config; differing keys: {', '.join(diff)}")
+    if payload.get("manifest_hash") != manifest_hash:
+        raise CheckpointError(path, "the cohort manifest changed since this checkpoint was written")
+    state.load_state_dict(payload["state"])
+    set_rng_state(payload["rng"])
+    log.info("resumed from %s at step %d", path.name, state.step)
+
+
+def _fixed_sample_inputs(data: TrainData, cfg: RunConfig, device: torch.device):
+    """The same sources, references and latent codes for every grid of a run."""
+    rng = np.random.default_rng([cfg.train.seed, 2**31 - 1])
+    usable = np.flatnonzero(data.labels >= 0)
+    src = rng.choice(usable, size=min(cfg.train.n_samples, len(usable)), replace=False)
+    refs = [torch.from_numpy(np.asarray(data.images[[rng.choice(np.flatnonzero(data.labels == d))]])).float()
+            .to(device) for d in range(len(cfg.domains))]
+    x_src = torch.from_numpy(np.asarray(data.images[np.sort(src)])).float().to(device)
+    g = torch.Generator().manual_seed(cfg.train.seed)
+    z = torch.randn(len(cfg.domains), cfg.model.latent_dim, generator=g).to(device)
+    return x_src, refs, z
+
+
+def training_loop(cfg: RunConfig, run_dir: Path, manifest, *, cache_dir: Path, accel: Accel,
+                  resume: bool = False, info: DistInfo = DistInfo(), progress: bool = True) -> "TrainResult":
+    """Train to ``cfg.train.iters`` total steps (or until SIGINT/SIGTERM)."""
+    run_dir = Path(run_dir)
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not resume and any((run_dir / "checkpoints").glob("step_*.pt")):
+            raise ConfigError(f"{run_dir}: run folder already has checkpoints; pass --resume or another --out")
+    data = prepare_data(cfg, manifest, cache_dir, info, progress and info.is_main)
+
+    state = build_state(cfg, accel, seed=cfg.train.seed)
+    if resume:
+        _restore(state, cfg, run_dir, data.manifest_hash)
+    if info.is_main:
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    fwd = nn.ModuleDict({k: compiled(state.nets[k], accel) for k in ("G", "F", "E")})
+    fwd["D"] = state.nets["D"]  # eager: its real pass carries R1's double backward
+    fetch = BatchFetcher(data.images, data.labels, len(cfg.domains), cfg.train.batch_size,
+                         cfg.model.latent_dim, cfg.train.seed, augment=cfg.data.augment,
+                         rank=info.rank, world=info.world)
+    grad_sync = make_grad_sync(info)
+    samples = _fixed_sample_inputs(data, cfg, accel.device) if info.is_main else None
+
+    t = cfg.train
+    start, stop = state.step, t.iters
+    last_ckpt: Path | None = None
+    pending: list[dict[str, torch.Tensor]] = []
+    stopper = StopSignal()
+    bar = tqdm(total=stop, initial=start, desc="train", unit="it", disable=not (progress and info.is_main),
+               dynamic_ncols=True)
+    t_log, step_log = time.perf_counter(), start
+
+    def checkpoint() -> Path | None:
+        if not info.is_main:
+            return None
+        payload: dict[str, Any] = {
+            "state": state.state_dict(), "config": to_dict(cfg), "step": state.step,
+            "rng": rng_state(), "manifest_hash": data.manifest_hash, "domains": list(cfg.domains),
+            "sampler": {"kind": "step-indexed", "seed": t.seed, "next_step": state.step},
+        }
+        return save_checkpoint(run_dir, state.step, payload, keep=t.keep_ckpts)
+
+    def check_finite() -> dict[str, float]:
+        """Read pending loss terms on the host (the only sync point) and stop on NaN/inf."""
+        if not pending:
+            return {}
+        keys = list(pending[-1])
+        values = torch.stack([torch.stack([p[k].float() for k in keys]) for p in pending]).cpu()
+        pending.clear()
+        if not torch.isfinite(values).all():
+            bad = [k for i, k in enumerate(keys) if not torch.isfinite(values[:, i]).all()]
+            where = f"; last good checkpoint: {last_ckpt}" if last_ckpt else ""
+            raise TrainingError(f"non-finite loss ({', '.join(bad)}) before step {state.step}{where}")
+        return dict(zip(keys, values[-1].tolist()))
+
+    with stopper.installed():
+        for step, batch in iterate_batches(fetch, start, stop, accel.device, prefetch=accel.prefetch):
+            pending.append(train_step(state, fwd, batch, cfg, accel, grad_sync))
+            done = state.step
+            last = done == stop
+            if done % t.log_every == 0 or last:
+                terms = check_finite()
+                now = time.perf_counter()
+                rate = (done - step_log) / max(now - t_log, 1e-9)
+                t_log, step_log = now, done
+                if info.is_main:
+                    record = {"step": done, **{k: round(v, 6) for k, v in terms.items()},
+                              "lambda_ds": lambda_ds_at(cfg.loss, done - 1), "it_per_s": round(rate, 4)}
+                    with open(run_dir / "stats.jsonl", "a") as fh:
+                        fh.write(json.dumps(record) + "\n")
+                    bar.set_postfix({"D": f"{terms['D/latent_real'] + terms['D/latent_fake']:.3f}",
+                                     "G_adv": f"{terms['G/latent_adv']:.3f}",
+                                     "cyc": f"{terms['G/latent_cyc']:.3f}"}, refresh=False)
+            if info.is_main and (done % t.sample_every == 0 or last):
+                write_grids(run_dir / "samples", done, *sample_grids(state.ema, *samples))
+            stop_now = broadcast_flag(stopper.received is not None, info, accel.device)
+            if done % t.ckpt_every == 0 or last or stop_now:
+                check_finite()
+                last_ckpt = checkpoint() or last_ckpt
+            bar.update(1)
+            if stop_now:
+                log.warning("stop signal received: checkpoint written at step %d", done)
+                break
+    bar.close()
+    return TrainResult(last_ckpt, state.step, stopper.received)
