@@ -24,6 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from xraystyle.data.fetcher import BatchFetcher  # noqa: E402
+from xraystyle.data.sampling import BalancedStepSampler  # noqa: E402
 from xraystyle.paths import resolve_config  # noqa: E402
 from xraystyle.training.accel import compiled, make_accel  # noqa: E402
 from xraystyle.training.config import load_config  # noqa: E402
@@ -38,8 +39,8 @@ def measure(cfg, device: torch.device, mode: str, warmup: int, iters: int) -> di
     fwd["D"] = state.nets["D"]
     s = cfg.model.img_size
     images = (np.random.default_rng(0).random((64, cfg.model.in_channels, s, s)) * 2 - 1).astype(np.float16)
-    fetch = BatchFetcher(images, np.arange(64) % len(cfg.domains), len(cfg.domains), cfg.train.batch_size,
-                         cfg.model.latent_dim, seed=0, augment=cfg.data.augment)
+    sampler = BalancedStepSampler(np.arange(64) % len(cfg.domains), len(cfg.domains), cfg.train.batch_size, 0)
+    fetch = BatchFetcher(images, sampler, cfg.model.latent_dim, seed=0, augment=cfg.data.augment)
     batches = [fetch(i).to(device) for i in range(4)]  # data prepared up front: time the step only
     cuda = device.type == "cuda"
     if cuda:

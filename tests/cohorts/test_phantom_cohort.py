@@ -139,3 +139,22 @@ def test_invalid_arguments_raise_config_error(tmp_path, kwargs, match):
     with pytest.raises(ConfigError, match=match):
         generate_phantom_cohort(tmp_path / "x", **args)
     assert not (tmp_path / "x").exists()
+
+
+def test_manifest_passes_the_toolkit_validator(png_cohort):
+    manifest = pytest.importorskip("xraystyle.cohorts.manifest")
+    m = manifest.load_manifest(png_cohort / "manifest.csv")
+    assert len(m) == 12 and m.findings == list(FINDINGS)
+
+
+def test_yaml_definition_matches_the_generator_signature():
+    import inspect
+
+    import yaml
+
+    spec = Path(__file__).resolve().parents[2] / "cohorts" / "phantom.yaml"
+    data = yaml.safe_load(spec.read_text())
+    assert data["source"] == "phantom"
+    kwargs = {k: v for k, v in data.items() if k not in ("name", "description", "source")}
+    inspect.signature(generate_phantom_cohort).bind(Path("."), **kwargs)
+    assert 64 <= kwargs["size"] <= 128 and set(kwargs["findings"]) == set(FINDINGS)

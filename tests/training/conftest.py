@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from xraystyle.data.fetcher import BatchFetcher
+from xraystyle.data.sampling import BalancedStepSampler
 from xraystyle.paths import resolve_config
 from xraystyle.training.config import load_config
 
@@ -28,8 +29,8 @@ def fake_cache(n=24, size=32, domains=2, seed=0):
 @pytest.fixture
 def fetcher(tiny_cfg):
     images, labels = fake_cache()
-    return BatchFetcher(images, labels, 2, tiny_cfg.train.batch_size, tiny_cfg.model.latent_dim,
-                        seed=0, augment=None)
+    sampler = BalancedStepSampler(labels, 2, tiny_cfg.train.batch_size, seed=0)
+    return BatchFetcher(images, sampler, tiny_cfg.model.latent_dim, seed=0, augment=None)
 
 
 def write_png_cohort(root, n=24, size=(40, 36), seed=0):

@@ -30,7 +30,8 @@ def test_sampler_balances_classes_and_refs_match_targets():
 
 def test_shards_of_two_ranks_make_the_global_batch():
     images, labels = fake_cache(n=16)
-    single = BatchFetcher(images, labels, 2, 4, 8, seed=1)(5)
-    parts = [BatchFetcher(images, labels, 2, 4, 8, seed=1, rank=r, world=2)(5) for r in range(2)]
-    for name in ("x_real", "y_org", "x_ref", "x_ref2", "y_trg", "z_trg", "z_trg2"):
+    sampler = BalancedStepSampler(labels, 2, 4, seed=1)
+    single = BatchFetcher(images, sampler, 8, seed=1)(5)
+    parts = [BatchFetcher(images, sampler, 8, seed=1, rank=r, world=2)(5) for r in range(2)]
+    for name in ("x_real", "y_org", "x_ref", "x_ref2", "y_trg", "y_ref", "z_trg", "z_trg2"):
         assert torch.equal(getattr(single, name), torch.cat([getattr(p, name) for p in parts])), name

@@ -44,6 +44,10 @@ from . import convert as _convert  # noqa: E402,F401
 from . import cohort as _cohort  # noqa: E402,F401
 from . import phantom as _phantom  # noqa: E402,F401
 from . import train as _train  # noqa: E402,F401
+from . import synth as _synth  # noqa: E402,F401
+from . import report as _report  # noqa: E402,F401
+from . import eval as _eval  # noqa: E402,F401
+from . import classifier as _classifier  # noqa: E402,F401
 
 
 def main() -> None:

@@ -18,7 +18,10 @@ log = logging.getLogger(__name__)
 @app.command("train")
 @handle_errors
 def train(
-    domains: Annotated[str, typer.Option(help="Comma-separated domains; 'normal' = none of the others.")] = "normal,effusion",
+    domains: Annotated[Optional[str], typer.Option(help="Comma-separated domains; 'normal' = none of the others. Default: normal,effusion.")] = None,
+    findings: Annotated[Optional[str], typer.Option(help="Multi-label: comma-separated findings (implies --multi-label).")] = None,
+    multi_label: Annotated[bool, typer.Option("--multi-label", help="Condition on finding sets ('normal' = empty set).")] = False,
+    conditioning: Annotated[Optional[str], typer.Option(help="single, set-additive or set-film (default: from config; set-additive with --multi-label).")] = None,
     cohort: Annotated[Optional[str], typer.Option(help="Manifest CSV or cohort YAML (default: built-in phantom cohort).")] = None,
     images: Annotated[Optional[Path], typer.Option(help="Image root for a cohort YAML.")] = None,
     config: Annotated[Optional[str], typer.Option(help="Run config YAML or packaged name (tiny, demo, paper-256).")] = None,
@@ -32,18 +35,31 @@ def train(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved config and exit.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Train StarGAN v2 across DOMAINS, e.g. `xraystyle train --domains normal,effusion`."""
-    from ..config import to_dict
+    """Train StarGAN v2 across DOMAINS (`--domains normal,effusion`) or, multi-label, across sets of
+    FINDINGS (`--findings effusion,nodule,cardiomegaly`)."""
+    from ..config import load_yaml, to_dict
     from ..paths import cache_dir, resolve_config
     from ..training.config import load_config
 
-    names = [d.strip() for d in domains.split(",") if d.strip()]
-    overrides = {"domains": names}
+    from ..errors import ConfigError
+
+    if domains is not None and findings is not None:
+        raise ConfigError("give --domains (single-label) or --findings (multi-label), not both")
+    multi_label = multi_label or findings is not None
+    spec = findings if findings is not None else domains
+    default_names = None if multi_label else "normal,effusion"
+    names = [d.strip() for d in (spec or default_names or "").split(",") if d.strip()]
+    overrides: dict = {"domains": names} if names else {}
     for key, value in (("train.iters", iters), ("train.seed", seed), ("train.mode", mode),
                        ("train.batch_size", batch_size)):
         if value is not None:
             overrides[key] = value
+    if conditioning is not None:
+        overrides["model.conditioning"] = conditioning
     cfg_path = resolve_config(config if config is not None else ("demo" if cohort is None else "paper-256"))
+    if multi_label and conditioning is None:
+        base = load_yaml(cfg_path).get("model", {}).get("conditioning", "single")
+        overrides["model.conditioning"] = base if base.startswith("set-") else "set-additive"
     cfg = load_config(cfg_path, overrides)
     if dry_run:
         typer.echo(yaml.safe_dump(to_dict(cfg), sort_keys=False), nl=False)
@@ -69,7 +85,7 @@ def train(
 
         manifest_path = resolve_cohort(cohort, images=images, cache_dir=root / "cohorts")
     manifest = load_manifest(manifest_path)
-    run_dir = out if out is not None else Path("runs") / "-".join(names)
+    run_dir = out if out is not None else Path("runs") / (("multilabel-" if cfg.multi_label else "") + "-".join(cfg.domains))
     try:
         result = training_loop(cfg, run_dir, manifest, cache_dir=root / "tensors",
                                accel=make_accel(cfg.train.mode, dev), resume=resume, info=info,

@@ -56,7 +56,8 @@ class PhantomSample:
 
     ``image``: float32 (size, size) in [0, 1], MONOCHROME2 (bright = attenuating), physics
     applied, before quantisation and encoding. ``attenuation``: the physics-free map
-    (equal to ``image`` under neutral physics, up to clipping). ``masks``: one bool array per
+    (equal to ``image`` under neutral physics, up to clipping). ``lung_markings``: the vessel
+    texture visible in it (hidden by fluid and pleural air). ``masks``: one bool array per
     finding, empty when absent. ``labels``: 1/0 per finding. ``truth``: recorded finding
     geometry (CTR always; side, volume, radius, ... for present findings). ``anatomy``:
     anatomy parameters. ``anatomy_masks``: lungs (patient's right / left), heart, body.
@@ -64,6 +65,7 @@ class PhantomSample:
 
     image: np.ndarray
     attenuation: np.ndarray
+    lung_markings: np.ndarray
     masks: dict[str, np.ndarray]
     labels: dict[str, int]
     truth: dict[str, Any]
@@ -142,13 +144,14 @@ def _render(anatomy: AnatomyParams, params: dict, physics: dict, noise_rng: np.r
             size: int) -> PhantomSample:
     ctr = params["cardiomegaly"]["ctr"] if "cardiomegaly" in params else None
     layers = render_anatomy(anatomy, size, ctr=ctr)
-    att, masks, truth = apply_findings(layers, params)
+    att, markings, masks, truth = apply_findings(layers, params)
     z = noise_rng.standard_normal((size, size), dtype=np.float32)
     image = apply_physics(att, physics, z)
     empty = np.zeros((size, size), bool)
     return PhantomSample(
         image=image,
         attenuation=att,
+        lung_markings=markings,
         masks={name: masks.get(name, empty) for name in FINDINGS},
         labels={name: int(name in params) for name in FINDINGS},
         truth=truth,
@@ -316,8 +319,9 @@ def generate_phantom_cohort(
             if progress:
                 progress(i + 1)
     else:
-        # spawn, not fork: the caller may hold threads (torch, tqdm) that fork would copy mid-state.
-        with ProcessPoolExecutor(max_workers=min(workers, n), mp_context=get_context("spawn")) as pool:
+        # The platform's default start method (fork on Linux): unlike spawn it works from
+        # notebooks, stdin and scripts without a __main__ guard; workers touch no threads.
+        with ProcessPoolExecutor(max_workers=min(workers, n), mp_context=get_context()) as pool:
             chunk = max(1, min(16, n // (4 * workers)))
             for i, result in enumerate(pool.map(_make_one, jobs, chunksize=chunk)):
                 results.append(result)

@@ -68,11 +68,11 @@ def draw_anatomy(rng: np.random.Generator, lung_source: str = "auto") -> Anatomy
     bubble = float(rng.uniform(0.025, 0.045)) if rng.random() < 0.6 else 0.0
     return AnatomyParams(
         lung_template=template.name,
-        lung_width=float(rng.uniform(0.66, 0.78)),
+        lung_width=float(rng.uniform(0.7, 0.8)),
         lung_stretch=float(rng.uniform(0.92, 1.08)),
-        lung_top=float(rng.uniform(0.08, 0.13)),
+        lung_top=float(rng.uniform(0.06, 0.11)),
         midline=float(0.5 + rng.uniform(-0.015, 0.015)),
-        body_margin=float(rng.uniform(0.045, 0.09)),
+        body_margin=float(rng.uniform(0.04, 0.08)),
         shoulder=float(rng.uniform(0.02, 0.07)),
         soft_tissue=float(rng.uniform(0.66, 0.74)),
         lung_air=float(rng.uniform(0.34, 0.42)),
@@ -248,20 +248,27 @@ def _heart(params, s, ctr, thorax_w, mid, hard_r, hard_l, lung_top, lung_h, m_r,
     base_y = float(np.median(valid)) if valid.size else lung_top + lung_h * 0.9
     base_y += 0.015 * s
     heart_h = params.heart_height * lung_h * math.sqrt(target / 0.44)
-    # The right heart border meets the right lung: no soft-tissue gap that would read as heart.
-    r0 = int(base_y - 0.6 * heart_h)
-    has, _, last = _row_extents(hard_r[r0 : max(int(base_y - 0.1 * heart_h), r0 + 1)])
-    lung_edge = float(np.median(last[has])) if has.any() else -np.inf
+    # The right heart border meets the right lung (no soft-tissue gap that would read as
+    # heart) unless that would put most of the heart right of the midline.
+    r0 = int(base_y - 0.7 * heart_h)
+    has, _, last = _row_extents(hard_r[r0 : max(int(base_y - 0.3 * heart_h), r0 + 1)])
+    lung_edge = float(np.median(last[has])) if has.any() else np.inf
     width = target * thorax_w
-    for _ in range(6):
-        x_right = min(mid - params.heart_right * width, lung_edge - 1.0, m_r - 1.0)
+    enlarged = target > 0.5
+    for _ in range(10):
+        x_right = min(mid - params.heart_right * width, m_r - 1.0)
+        if mid - 0.38 * width <= lung_edge - 1.0 < x_right:
+            x_right = lung_edge - 1.0
+        x_right = max(x_right, m_l + 1.0 - width)  # the left border clears the mediastinum
         soft, profile = _silhouette(s, x_right, width, heart_h, base_y, m_r, m_l, params)
         cols = np.flatnonzero((soft > 0.5).any(axis=0))
         measured = int(cols[-1] - cols[0] + 1) if cols.size else 0
         err = target * thorax_w - measured
-        if abs(err) < 0.75:
+        # Close enough, and on the right side of 0.5 (at 32 px one pixel is 0.04 of CTR).
+        ratio = measured / thorax_w
+        if abs(err) < 0.75 and (ratio > 0.5 if enlarged else ratio < 0.5):
             break
-        width += err
+        width += err if abs(err) >= 0.75 else (1.0 if enlarged else -1.0)
     return soft, measured, profile
 
 
@@ -303,7 +310,7 @@ def _body(params, s, yy, xx):
     neck = F32(0.085)
     # Shoulder line: rises from the neck base to the acromion; the neck itself reaches the top.
     t = np.clip((dx - neck) / (half - neck), 0, 1)
-    top = F32(params.shoulder) + F32(0.05) * t**2
+    top = F32(params.shoulder) + F32(0.08) * t**2
     top = np.where(dx < neck, F32(0.0) - 1, top)
     inside = np.minimum((half - dx) * s, (yy - top) * s)
     body = _edge(inside)

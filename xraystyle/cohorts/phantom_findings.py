@@ -42,7 +42,7 @@ def draw_finding_params(name: str, rng: np.random.Generator) -> dict[str, Any]:
     side_u, a, b, c, d = rng.random(5)
     if name == "effusion":
         side = "right" if side_u < 0.4 else "left" if side_u < 0.75 else "both"
-        return {"side": side, "volume": _r(0.15 + 0.35 * a), "meniscus": _r(0.4 + 0.3 * b),
+        return {"side": side, "volume": _r(0.15 + 0.35 * a), "meniscus": _r(0.45 + 0.3 * b),
                 "density": _r(0.85 + 0.15 * c)}
     if name == "nodule":
         return {"side": SIDES[int(side_u < 0.5)], "radius": _r(0.015 + 0.02 * a),
@@ -103,7 +103,7 @@ def effusion(layers: AnatomyLayers, p: dict) -> tuple[np.ndarray, np.ndarray, di
         y_cp = float(lateral_rows[-1] + 1) if lateral_rows.size else float(bottom)
         height = max(p["volume"] * (bottom - top), 2.0)
         # Meniscus: the fluid climbs the lateral chest wall, its surface lower medially.
-        surface = F32(y_cp) - F32(height) * (1 - F32(p["meniscus"]) * (1 - t_lat**2.5))
+        surface = F32(y_cp) - F32(height) * (1 - F32(p["meniscus"]) * (1 - t_lat**2))
         depth_px = y - surface
         fluid = lung & (depth_px > 0)
         if not fluid.any():  # never an empty mask for a present finding
@@ -132,7 +132,8 @@ def pneumothorax(layers: AnatomyLayers, p: dict) -> tuple[np.ndarray, np.ndarray
     # Distance transform on the lung's box only: ~10x cheaper than on the whole image.
     dist[crop] = ndi.distance_transform_edt(np.pad(lung[crop], 1))[1:-1, 1:-1]
     y = (np.arange(s, dtype=F32)[:, None] + F32(0.5) - F32(top)) / F32(max(bottom - top, 1))
-    apical = 1 - y
+    # Widest at the lateral wall and over the apex, thin medially, tapering to the base.
+    apical = np.clip(1 - y / 0.45, 0, 1) * (0.5 + 0.5 * t_lat)
     weight = np.clip(1.25 * np.maximum(t_lat, apical) - 0.25, 0, 1) * np.clip((0.85 - y) / 0.25, 0, 1)
     rim_px = max(p["rim"] * (right - left), 2.0)
     air = lung & (dist < rim_px * weight)
@@ -181,8 +182,10 @@ def cardiomegaly_truth(layers: AnatomyLayers) -> dict:
             "thorax_width_px": layers.thorax_width_px}
 
 
-def apply_findings(layers: AnatomyLayers, params: Mapping[str, dict]) -> tuple[np.ndarray, dict, dict]:
-    """Attenuation with the present findings, their masks and recorded truth.
+def apply_findings(
+    layers: AnatomyLayers, params: Mapping[str, dict]
+) -> tuple[np.ndarray, np.ndarray, dict, dict]:
+    """Attenuation with the present findings, the visible lung markings, masks and truth.
 
     ``params`` holds the parameters of the present findings only; cardiomegaly is already in
     ``layers`` (the anatomy was rendered with its CTR).
@@ -194,7 +197,10 @@ def apply_findings(layers: AnatomyLayers, params: Mapping[str, dict]) -> tuple[n
     truth: dict[str, Any] = cardiomegaly_truth(layers)
     if "effusion" in params:
         opacity, masks["effusion"], t = effusion(layers, params["effusion"])
-        base += layers.air * opacity  # fluid gives back the attenuation the air had removed
+        # Fluid gives back the attenuation the air had removed, and more: it layers several
+        # centimetres deep behind the lung base, as dense as the liver below.
+        lung_fraction = np.clip(layers.air / F32(0.15), 0, 1)  # anti-aliased lung border
+        base += (layers.air + F32(0.1) * lung_fraction) * opacity
         markings *= 1 - opacity
         truth.update(t)
     if "pneumothorax" in params:
@@ -213,5 +219,6 @@ def apply_findings(layers: AnatomyLayers, params: Mapping[str, dict]) -> tuple[n
         truth.update(t)
     if "cardiomegaly" in params:
         masks["cardiomegaly"] = layers.heart.copy()
-    att = np.maximum(base + layers.vessels * markings, 0)
-    return att.astype(F32), masks, truth
+    visible = (layers.vessels * markings).astype(F32)
+    att = np.maximum(base + visible, 0)
+    return att.astype(F32), visible, masks, truth

@@ -8,7 +8,7 @@ pick a side. Masks are never mirrored: the heart notch must stay on the image ri
 
 Decoding a 2000 px PNG costs 10-20 ms, so templates are decoded lazily and cached per process;
 big cohorts first call :func:`warm_bank`, which decodes all of them once and keeps the result in
-``$XRAYSTYLE_CACHE_DIR`` (default ``~/.cache/xraystyle``) for every later process.
+``$XRAYSTYLE_CACHE`` (default ``~/.cache/xraystyle``) for every later process.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
+
+from ..paths import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -108,12 +110,9 @@ def _cache_file() -> Path | None:
     path = _zip_path()
     if path is None:
         return None
-    root = os.environ.get("XRAYSTYLE_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "xraystyle"
-    )
     st = path.stat()
     key = hashlib.sha1(f"{st.st_size}-{st.st_mtime_ns}-{CANON}-{_BANK_VERSION}".encode()).hexdigest()[:12]
-    return Path(root) / f"phantom_lungs_{key}.npz"
+    return cache_dir() / f"phantom_lungs_{key}.npz"
 
 
 @functools.lru_cache(maxsize=1)
@@ -231,31 +230,44 @@ def _to_canon(mask: np.ndarray) -> np.ndarray:
 
 
 def procedural_template(rng: np.random.Generator) -> LungTemplate:
-    """A smooth lung pair drawn from a few shape parameters (used when the zip is missing).
+    """A lung pair drawn from a few shape parameters (used when the zip is missing).
 
-    Each lung: straight-ish medial border, convex lateral border, rounded apex, domed base with
-    a sharp costophrenic angle; the patient's left lung carries the cardiac notch and a lower base.
+    Each lung outline: convex lateral border, rounded apex, straight medial border, and a
+    hemidiaphragm dome ending in a sharp lateral costophrenic angle. The patient's left lung
+    (image right) has the lower base and the cardiac notch on its medial border.
     """
-    y, x = np.mgrid[0:CANON, 0:CANON].astype(np.float32) / (CANON - 1)
-    gap = rng.uniform(0.14, 0.2)
+    from skimage.draw import polygon  # rasterising an outline is what skimage is for
+
+    gap = rng.uniform(0.1, 0.16)
     masks = []
     for side in ("right", "left"):
-        # u runs 0 (lateral) -> 1 (medial) inside the lung's half of the frame.
-        u = x / (0.5 - gap / 2) if side == "right" else (1 - x) / (0.5 - gap / 2)
+        base = 1.0 - rng.uniform(0.03, 0.08) if side == "right" else 1.0
+        dome = rng.uniform(0.1, 0.16)
         apex = rng.uniform(0.0, 0.04)
-        base = 1.0 if side == "left" else 1.0 - rng.uniform(0.03, 0.08)
-        # lateral border bulges outwards mid-height; apex narrows towards the medial side.
-        lateral = 0.04 * np.sin(np.pi * y) ** 0.5 - 0.02
-        t = ((y - apex) / (base - apex)).clip(0, 1)
-        lat_edge = -lateral + 0.35 * (1 - t / 0.15).clip(0, 1) ** 2
-        inside = (u >= lat_edge) & (u <= 1.0) & (y >= apex)
-        # domed base: lower laterally (costophrenic angle), higher medially.
-        dome = base - rng.uniform(0.12, 0.18) * np.sin(np.pi * u.clip(0, 1) * 0.85) ** 1.5
-        inside &= y <= dome
-        if side == "left":  # cardiac notch: the heart pushes the medial border out
-            notch = 0.45 * ((y - 0.5) / 0.5).clip(0, 1) ** 0.7
-            inside &= u <= 1.0 - notch
-        masks.append(ndi.gaussian_filter(inside.astype(np.float32), 1.0))
+        m = 0.5 - gap / 2  # medial border, in the lung's own frame (0 = lateral wall)
+        notch = rng.uniform(0.06, 0.12) if side == "left" else 0.0
+        t = np.linspace(0, 1, 40)
+        # lateral border, from the CP angle upwards, the chest narrowing towards the apex
+        y_lat = base - t * (base - 0.3)
+        x_lat = 0.01 + rng.uniform(0.08, 0.14) * t**1.6
+        # apex: half ellipse from the lateral border over to the medial border
+        theta = np.pi + t * np.pi
+        cx, ax = (x_lat[-1] + m) / 2, (m - x_lat[-1]) / 2
+        x_ap, y_ap = cx + ax * np.cos(theta), 0.3 + (0.3 - apex) * np.sin(theta)
+        # medial border down to the cardiophrenic angle, pushed out by the heart on the left
+        y_med = 0.3 + t * (base - dome * 0.3 - 0.3)
+        x_med = m - notch * np.sin(np.pi / 2 * np.clip((y_med - 0.45) / 0.4, 0, 1))
+        # dome from the medial end back to the lateral CP angle
+        x_dome = x_med[-1] * (1 - t)
+        y_dome = base - dome * np.sin(np.pi * (0.05 + 0.9 * x_dome / max(x_med[-1], 1e-3)))
+        xs = np.concatenate([x_lat, x_ap, x_med, x_dome])
+        ys = np.concatenate([y_lat, y_ap, y_med, y_dome])
+        if side == "left":
+            xs = 1 - xs  # the left lung's frame runs from the image right edge inwards
+        rr, cc = polygon(ys * (CANON - 1), xs * (CANON - 1), (CANON, CANON))
+        mask = np.zeros((CANON, CANON), np.float32)
+        mask[rr, cc] = 1
+        masks.append(_dequant(_quant(ndi.gaussian_filter(mask, 0.7))))
     return LungTemplate("procedural", masks[0], masks[1], float(rng.uniform(0.72, 0.92)))
 
 

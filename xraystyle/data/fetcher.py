@@ -27,6 +27,7 @@ class Batch:
     y_trg: torch.Tensor
     z_trg: torch.Tensor
     z_trg2: torch.Tensor
+    y_ref: torch.Tensor  # label of x_ref / x_ref2 (= y_trg for single domains)
 
     def to(self, device: torch.device, non_blocking: bool = False) -> "Batch":
         return Batch(**{f.name: getattr(self, f.name).to(device, non_blocking=non_blocking)
@@ -40,15 +41,18 @@ def step_generator(seed: int, step: int, stream: int) -> torch.Generator:
 
 
 class BatchFetcher:
-    """Makes the batch of step ``t`` from the tensor cache (CPU work, then one copy to device)."""
+    """Makes the batch of step ``t`` from the tensor cache (CPU work, then one copy to device).
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, num_domains: int, batch_size: int,
-                 latent_dim: int, seed: int, augment=None, rank: int = 0, world: int = 1):
-        if batch_size % world:
+    ``sampler`` (BalancedStepSampler or SetStepSampler) decides the rows and labels of the
+    global batch; this rank reads only its own slice of the rows from the cache.
+    """
+
+    def __init__(self, images: np.ndarray, sampler, latent_dim: int, seed: int, augment=None,
+                 rank: int = 0, world: int = 1):
+        if sampler.batch_size % world:
             raise ValueError("batch_size must be divisible by the number of processes")
-        self.images = images
-        self.sampler = BalancedStepSampler(labels, num_domains, batch_size, seed)
-        self.batch_size, self.latent_dim, self.seed = batch_size, latent_dim, seed
+        self.images, self.sampler = images, sampler
+        self.batch_size, self.latent_dim, self.seed = sampler.batch_size, latent_dim, seed
         self.augment = augment
         self.rank, self.world = rank, world
 
@@ -72,9 +76,8 @@ class BatchFetcher:
             x = apply_physics(x, {k: v[mine] for k, v in params.items()},
                               contrast_about=self.augment.contrast_about)
         x_real, x_ref, x_ref2 = x.split(n)
-        return Batch(x_real=x_real, y_org=torch.from_numpy(idx.y_org[sl]),
-                     x_ref=x_ref, x_ref2=x_ref2, y_trg=torch.from_numpy(idx.y_trg[sl]),
-                     z_trg=z[0, sl], z_trg2=z[1, sl])
+        y = {k: torch.from_numpy(np.ascontiguousarray(getattr(idx, k)[sl])) for k in ("y_org", "y_trg", "y_ref")}
+        return Batch(x_real=x_real, x_ref=x_ref, x_ref2=x_ref2, z_trg=z[0, sl], z_trg2=z[1, sl], **y)
 
 
 def iterate_batches(fetch: BatchFetcher, start: int, stop: int, device: torch.device,

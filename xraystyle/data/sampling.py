@@ -16,16 +16,11 @@ import numpy as np
 @dataclass(frozen=True)
 class StepIndices:
     src: np.ndarray  # rows of the source images x_real
-    y_org: np.ndarray  # their domains
-    y_trg: np.ndarray  # target domains
-    ref: np.ndarray  # two references per target, drawn fresh each step from the target domain
+    y_org: np.ndarray  # their labels (domain index [B], or finding set [B, K] with NaN = unknown)
+    y_trg: np.ndarray  # latent-guided targets
+    ref: np.ndarray  # two references, drawn fresh each step, sharing the label y_ref
     ref2: np.ndarray
-
-    def shard(self, rank: int, world: int) -> "StepIndices":
-        """This rank's contiguous slice of the global batch."""
-        n = len(self.src) // world
-        sl = slice(rank * n, (rank + 1) * n)
-        return StepIndices(self.src[sl], self.y_org[sl], self.y_trg[sl], self.ref[sl], self.ref2[sl])
+    y_ref: np.ndarray  # reference-guided targets (= y_trg for single domains)
 
 
 class BalancedStepSampler:
@@ -50,8 +45,80 @@ class BalancedStepSampler:
         src = self._pick(rng, y_org)
         ref = self._pick(rng, y_trg)
         ref2 = self._pick(rng, y_trg)
-        return StepIndices(src, y_org, y_trg, ref, ref2)
+        return StepIndices(src, y_org, y_trg, ref, ref2, y_trg)
 
     def _pick(self, rng: np.random.Generator, domains: np.ndarray) -> np.ndarray:
         return np.array([self.by_domain[d][rng.integers(len(self.by_domain[d]))] for d in domains],
                         dtype=np.int64)
+
+
+TARGET_POLICIES = ("toggle", "observed", "random", "mixed")
+
+
+class SetStepSampler:
+    """Finding-set labels: sources balanced over observed label patterns, targets by policy.
+
+    ``sets[i]`` is row i's finding set (1 / 0 / NaN = unknown); rows with ``usable[i]`` False
+    are never drawn. Sources pick a label pattern uniformly, then a row, so rare combinations
+    are seen as often as common ones. Latent-guided targets follow ``policy``: ``toggle`` flips
+    one finding of the source's set, ``observed`` copies the (known part of the) set of a random
+    training row, ``random`` draws each finding with probability 1/2, ``mixed`` picks one of
+    these per sample. Targets are always fully specified (unknown -> absent) and never contain
+    a combination in ``holdout`` (kept out of training entirely: rows and targets).
+    References pick a pattern and two rows of it; their set is the reference-guided target.
+    """
+
+    def __init__(self, sets: np.ndarray, usable: np.ndarray, batch_size: int, seed: int,
+                 policy: str = "mixed", holdout: np.ndarray | None = None):
+        self.sets = np.asarray(sets, dtype=np.float32)
+        self.k = self.sets.shape[1]
+        self.batch_size, self.seed, self.policy = batch_size, seed, policy
+        # holdout: [H, K] bool, each row a combination of findings that never co-occur in training
+        self.holdout = np.zeros((0, self.k), bool) if holdout is None else np.asarray(holdout, bool)
+        keys = np.where(np.isnan(self.sets), 2, self.sets).astype(np.int8)
+        usable = np.asarray(usable, bool) & ~self._is_holdout(self.sets)
+        patterns: dict[bytes, list[int]] = {}
+        for i in np.flatnonzero(usable):
+            patterns.setdefault(keys[i].tobytes(), []).append(i)
+        self.groups = [np.array(v, dtype=np.int64) for _, v in sorted(patterns.items())]
+        if not self.groups:
+            raise ValueError("no usable rows")
+
+    def _is_holdout(self, y: np.ndarray) -> np.ndarray:
+        """Rows of ``y`` positive for every finding of some held-out combination."""
+        positive = (y == 1.0)[:, None, :]
+        return (positive | ~self.holdout[None]).all(-1).any(-1) if len(self.holdout) else np.zeros(len(y), bool)
+
+    def _rows(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        g = rng.integers(len(self.groups), size=n)
+        first = np.array([self.groups[j][rng.integers(len(self.groups[j]))] for j in g], dtype=np.int64)
+        second = np.array([self.groups[j][rng.integers(len(self.groups[j]))] for j in g], dtype=np.int64)
+        return first, second
+
+    def _targets(self, rng: np.random.Generator, y_org: np.ndarray) -> np.ndarray:
+        known = np.nan_to_num(y_org)  # unknown -> absent in a target
+        out = np.empty_like(known)
+        policies = ("toggle", "observed", "random")
+        for i in range(len(known)):
+            for _ in range(100):  # rejection of held-out combinations
+                p = policies[rng.integers(3)] if self.policy == "mixed" else self.policy
+                if p == "toggle":
+                    t = known[i].copy()
+                    j = rng.integers(self.k)
+                    t[j] = 1.0 - t[j]
+                elif p == "observed":
+                    t = np.nan_to_num(self.sets[self._rows(rng, 1)[0][0]])
+                else:
+                    t = (rng.random(self.k) < 0.5).astype(np.float32)
+                if not self._is_holdout(t[None])[0]:
+                    break
+            out[i] = t
+        return out
+
+    def indices(self, step: int) -> StepIndices:
+        rng = np.random.default_rng([self.seed, step])
+        src, _ = self._rows(rng, self.batch_size)
+        y_org = self.sets[src]
+        y_trg = self._targets(rng, y_org)
+        ref, ref2 = self._rows(rng, self.batch_size)
+        return StepIndices(src, y_org, y_trg, ref, ref2, self.sets[ref])

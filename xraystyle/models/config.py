@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from ..config import check
+from .conditioning import KINDS
 
 
 @dataclass
@@ -20,7 +21,7 @@ class ModelConfig:
     mapping_shared_layers: int = 4
     mapping_head_layers: int = 3
     n_down: int | None = None  # generator down-sampling blocks; None: log2(img_size) - 4
-    conditioning: str = "single"  # "single" (domain index); finding sets arrive with multi-label
+    conditioning: str = "single"  # "single" (domain index) | "set-additive" | "set-film" (finding sets)
 
     def __post_init__(self):
         check(64 <= self.img_size <= 1024 or self.img_size == 32, "model.img_size",
@@ -38,7 +39,7 @@ class ModelConfig:
         limit = int(math.log2(self.img_size)) - 2
         check(self.n_down is None or 1 <= self.n_down <= limit, "model.n_down",
               f"must be between 1 and {limit} for {self.img_size} px")
-        check(self.conditioning in ("single",), "model.conditioning", "must be 'single'")
+        check(self.conditioning in KINDS, "model.conditioning", f"must be one of {', '.join(KINDS)}")
 
     @property
     def width(self) -> int:

@@ -8,6 +8,8 @@ from typing import Any
 
 from ..config import check, from_dict, load_yaml, to_dict
 from ..errors import ConfigError
+from ..data.sampling import TARGET_POLICIES
+from ..models.conditioning import is_set_conditioning
 from ..models.config import ModelConfig
 from ..transforms.config import AugmentConfig, PreprocessConfig
 from .losses import LossConfig
@@ -34,6 +36,8 @@ class DataConfig:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # physics augmentation of real images
     split: str = "train"
+    # Finding combinations kept out of training entirely (multi-label runs), e.g. [[effusion, nodule]]
+    holdout_combinations: list[list[str]] = field(default_factory=list)
     workers: int = 0  # DataLoader workers for building the tensor cache
     max_bad_fraction: float = 0.01
 
@@ -49,6 +53,7 @@ class TrainConfig:
     batch_size: int = 8  # global batch (split across data-parallel processes)
     seed: int = 0
     mode: str = "auto"  # "reference" (fp32 eager), "fast" (bf16, channels_last, compile), "auto"
+    target_policy: str = "mixed"  # multi-label targets: toggle | observed | random | mixed
     log_every: int = 10
     sample_every: int = 1000
     ckpt_every: int = 5000
@@ -59,6 +64,8 @@ class TrainConfig:
         check(self.iters >= 1, "train.iters", "must be >= 1")
         check(self.batch_size >= 1, "train.batch_size", "must be >= 1")
         check(self.mode in ("auto", "reference", "fast"), "train.mode", "must be auto, reference or fast")
+        check(self.target_policy in TARGET_POLICIES, "train.target_policy",
+              f"must be one of {', '.join(TARGET_POLICIES)}")
         for key in ("log_every", "sample_every", "ckpt_every", "keep_ckpts", "n_samples"):
             check(getattr(self, key) >= 1, f"train.{key}", "must be >= 1")
 
@@ -73,13 +80,29 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
-        check(len(self.domains) >= 2, "domains", "need at least two domains, e.g. normal,effusion")
+        multi = self.multi_label
+        if multi:
+            check(len(self.domains) >= 1, "domains", "name at least one finding")
+            check("normal" not in self.domains, "domains",
+                  "multi-label runs name findings only: 'normal' is the empty set")
+        else:
+            check(len(self.domains) >= 2, "domains", "need at least two domains, e.g. normal,effusion")
+            check(not self.data.holdout_combinations, "data.holdout_combinations", "needs a multi-label run")
         check(len(set(self.domains)) == len(self.domains), "domains", "names must be unique")
         for name in self.domains:
             check(name.isidentifier() and name.islower(), "domains",
                   f"{name!r} is not a finding name (lower-case letters, digits, underscores)")
+        for combo in self.data.holdout_combinations:
+            check(len(combo) >= 1 and set(combo) <= set(self.domains), "data.holdout_combinations",
+                  f"{combo} must name findings of this run ({', '.join(self.domains)})")
         check(self.model.img_size == self.data.preprocess.size, "data.preprocess.size",
               f"must equal model.img_size ({self.model.img_size}), got {self.data.preprocess.size}")
+
+
+    @property
+    def multi_label(self) -> bool:
+        """True when labels are finding sets (``model.conditioning`` set-*), not domain indices."""
+        return is_set_conditioning(self.model.conditioning)
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:

@@ -28,19 +28,20 @@ def _tile(rows: list[list[torch.Tensor | None]], pad: int = 2) -> np.ndarray:
 
 
 @torch.no_grad()
-def sample_grids(nets: Mapping[str, nn.Module], x_src: torch.Tensor, refs: list[torch.Tensor],
-                 z: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Latent grid: each row a source, then one output per target domain (shared z per column).
-    Reference grid: first row the references (one per domain), then per source its outputs."""
-    n, k = x_src.shape[0], len(refs)
-    latent_rows, ref_rows = [], [[None] + [r[0] for r in refs]]
-    lat = [translate_latent(nets, x_src, torch.full((n,), d, device=x_src.device), z[d:d + 1].expand(n, -1))
-           for d in range(k)]
-    ref = [translate_reference(nets, x_src, refs[d].expand(n, -1, -1, -1), torch.full((n,), d, device=x_src.device))
-           for d in range(k)]
+def sample_grids(nets: Mapping[str, nn.Module], x_src: torch.Tensor, targets: list[torch.Tensor],
+                 refs: list[torch.Tensor | None], z: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Latent grid: each row a source, then one output per target (one z per column).
+    Reference grid: first row the references (one per target, blank when the cohort has no
+    image with exactly that label), then per source its reference-guided outputs."""
+    n = x_src.shape[0]
+    latent_rows, ref_rows = [], [[None] + [None if r is None else r[0] for r in refs]]
+    lat = [translate_latent(nets, x_src, y.expand(n, *y.shape[1:]), z[j:j + 1].expand(n, -1))
+           for j, y in enumerate(targets)]
+    ref = [None if r is None else translate_reference(nets, x_src, r.expand(n, -1, -1, -1), y.expand(n, *y.shape[1:]))
+           for y, r in zip(targets, refs)]
     for i in range(n):
-        latent_rows.append([x_src[i]] + [lat[d][i] for d in range(k)])
-        ref_rows.append([x_src[i]] + [ref[d][i] for d in range(k)])
+        latent_rows.append([x_src[i]] + [out[i] for out in lat])
+        ref_rows.append([x_src[i]] + [None if out is None else out[i] for out in ref])
     return _tile(latent_rows), _tile(ref_rows)
 
 

@@ -45,21 +45,21 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
     terms: dict[str, torch.Tensor] = {}
 
     # Discriminator: once with a latent-guided fake, once with a reference-guided fake.
-    for tag, guide in (("latent", {"z_trg": batch.z_trg}), ("ref", {"x_ref": x_ref})):
+    for tag, y, guide in (("latent", y_trg, {"z_trg": batch.z_trg}), ("ref", batch.y_ref, {"x_ref": x_ref})):
         with accel.autocast():
-            loss, t = d_loss(fwd, x_real, y_org, y_trg, r1_weight=r1_weight, **guide)
+            loss, t = d_loss(fwd, x_real, y_org, y, r1_weight=r1_weight, **guide)
         _update(state, loss, ("D",), grad_sync)
         terms.update({f"D/{tag}_{k}": v for k, v in t.items()})
 
     # Generator: latent-guided updates G, F, E; reference-guided updates G only.
     D.requires_grad_(False)  # D's weight gradients are not needed in the G phases
     try:
-        for tag, guide, names in (
-            ("latent", {"z_trgs": (batch.z_trg, batch.z_trg2)}, ("G", "F", "E")),
-            ("ref", {"x_refs": (x_ref, x_ref2)}, ("G",)),
+        for tag, y, guide, names in (
+            ("latent", y_trg, {"z_trgs": (batch.z_trg, batch.z_trg2)}, ("G", "F", "E")),
+            ("ref", batch.y_ref, {"x_refs": (x_ref, x_ref2)}, ("G",)),
         ):
             with accel.autocast():
-                loss, t = g_loss(fwd, x_real, y_org, y_trg, **guide, **lam)
+                loss, t = g_loss(fwd, x_real, y_org, y, **guide, **lam)
             _update(state, loss, names, grad_sync)
             terms.update({f"G/{tag}_{k}": v for k, v in t.items()})
     finally:

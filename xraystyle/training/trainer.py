@@ -28,6 +28,7 @@ from tqdm import tqdm
 from ..config import to_dict
 from ..data.cache import build_tensor_cache
 from ..data.fetcher import BatchFetcher, iterate_batches
+from ..data.sampling import BalancedStepSampler, SetStepSampler
 from ..errors import CheckpointError, ConfigError, TrainingError
 from .accel import Accel, compiled
 from .checkpoint import load_latest, rng_state, save_checkpoint, set_rng_state
@@ -48,15 +49,21 @@ RESUMABLE_KEYS = {"train.iters", "train.log_every", "train.sample_every", "train
 @dataclass
 class TrainData:
     images: np.ndarray  # tensor cache [N, 1, S, S]
-    labels: np.ndarray  # domain per row, -1 = not used
+    labels: np.ndarray  # domain index [N] or finding set [N, K] (NaN = unknown)
+    usable: np.ndarray  # [N] bool: readable and labelled for this run
     manifest_hash: str
 
 
 def prepare_data(cfg: RunConfig, manifest, cache_dir: Path, info: DistInfo, progress: bool) -> TrainData:
-    """Select the split, label rows with domains, and load/build the tensor cache."""
+    """Select the split, label rows (domains or finding sets), and load/build the tensor cache."""
     if cfg.data.split != "all":
         manifest = manifest.subset(split=cfg.data.split)
-    labels = np.asarray(manifest.domain_labels(list(cfg.domains)), dtype=np.int64)
+    if cfg.multi_label:
+        labels = manifest.finding_matrix(list(cfg.domains)).astype(np.float32)
+        usable = np.ones(len(labels), bool)
+    else:
+        labels = np.asarray(manifest.domain_labels(list(cfg.domains)), dtype=np.int64)
+        usable = labels >= 0
     if info.is_main:
         cache = build_tensor_cache(manifest, cfg.data.preprocess, cache_dir, workers=cfg.data.workers,
                                    max_bad_fraction=cfg.data.max_bad_fraction, progress=progress)
@@ -64,14 +71,27 @@ def prepare_data(cfg: RunConfig, manifest, cache_dir: Path, info: DistInfo, prog
     if not info.is_main:
         cache = build_tensor_cache(manifest, cfg.data.preprocess, cache_dir, progress=False,
                                    max_bad_fraction=cfg.data.max_bad_fraction)
-    labels[~cache.ok] = -1
-    counts = np.bincount(labels[labels >= 0], minlength=len(cfg.domains))
+    usable &= cache.ok
+    if cfg.multi_label:
+        counts = np.nansum(labels[usable] == 1.0, axis=0).astype(int)
+    else:
+        counts = np.bincount(labels[usable], minlength=len(cfg.domains))
     empty = [d for d, c in zip(cfg.domains, counts) if c == 0]
     if empty:
-        raise TrainingError(f"{manifest.path}: no usable {cfg.data.split} images for domain(s) "
-                            f"{', '.join(empty)}")
-    log.info("training images per domain: %s", dict(zip(cfg.domains, counts.tolist())))
-    return TrainData(cache.images, labels, manifest.content_hash())
+        what = "positive" if cfg.multi_label else "usable"
+        raise TrainingError(f"{manifest.path}: no {what} {cfg.data.split} images for "
+                            f"{'finding' if cfg.multi_label else 'domain'}(s) {', '.join(empty)}")
+    log.info("training images per label: %s", dict(zip(cfg.domains, counts.tolist())))
+    return TrainData(cache.images, labels, usable, manifest.content_hash())
+
+
+def make_sampler(cfg: RunConfig, data: TrainData):
+    t = cfg.train
+    if cfg.multi_label:
+        holdout = np.array([[d in combo for d in cfg.domains] for combo in cfg.data.holdout_combinations],
+                           dtype=bool).reshape(-1, len(cfg.domains))
+        return SetStepSampler(data.labels, data.usable, t.batch_size, t.seed, t.target_policy, holdout)
+    return BalancedStepSampler(np.where(data.usable, data.labels, -1), len(cfg.domains), t.batch_size, t.seed)
 
 
 @dataclass
@@ -122,17 +142,30 @@ def _restore(state: TrainState, cfg: RunConfig, run_dir: Path, manifest_hash: st
     log.info("resumed from %s at step %d", path.name, state.step)
 
 
+def sample_targets(cfg: RunConfig) -> list[np.ndarray]:
+    """Grid columns: each domain, or (multi-label) the empty set and each single finding."""
+    if not cfg.multi_label:
+        return [np.array([d], dtype=np.int64) for d in range(len(cfg.domains))]
+    eye = np.eye(len(cfg.domains), dtype=np.float32)
+    return [np.zeros((1, len(cfg.domains)), np.float32)] + [eye[k:k + 1] for k in range(len(cfg.domains))]
+
+
 def _fixed_sample_inputs(data: TrainData, cfg: RunConfig, device: torch.device):
-    """The same sources, references and latent codes for every grid of a run."""
+    """The same sources, targets, references and latent codes for every grid of a run."""
     rng = np.random.default_rng([cfg.train.seed, 2**31 - 1])
-    usable = np.flatnonzero(data.labels >= 0)
-    src = rng.choice(usable, size=min(cfg.train.n_samples, len(usable)), replace=False)
-    refs = [torch.from_numpy(np.asarray(data.images[[rng.choice(np.flatnonzero(data.labels == d))]])).float()
-            .to(device) for d in range(len(cfg.domains))]
-    x_src = torch.from_numpy(np.asarray(data.images[np.sort(src)])).float().to(device)
+    usable = np.flatnonzero(data.usable)
+    src = np.sort(rng.choice(usable, size=min(cfg.train.n_samples, len(usable)), replace=False))
+    targets = sample_targets(cfg)
+    refs = []
+    for y in targets:
+        match = (data.labels[usable] == y).reshape(len(usable), -1).all(1)  # exact label, all known
+        rows = usable[match]
+        refs.append(None if not len(rows) else
+                    torch.from_numpy(np.asarray(data.images[[rng.choice(rows)]])).float().to(device))
+    x_src = torch.from_numpy(np.asarray(data.images[src])).float().to(device)
     g = torch.Generator().manual_seed(cfg.train.seed)
-    z = torch.randn(len(cfg.domains), cfg.model.latent_dim, generator=g).to(device)
-    return x_src, refs, z
+    z = torch.randn(len(targets), cfg.model.latent_dim, generator=g).to(device)
+    return x_src, [torch.from_numpy(y).to(device) for y in targets], refs, z
 
 
 def training_loop(cfg: RunConfig, run_dir: Path, manifest, *, cache_dir: Path, accel: Accel,
@@ -152,9 +185,8 @@ def training_loop(cfg: RunConfig, run_dir: Path, manifest, *, cache_dir: Path, a
         (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     fwd = nn.ModuleDict({k: compiled(state.nets[k], accel) for k in ("G", "F", "E")})
     fwd["D"] = state.nets["D"]  # eager: its real pass carries R1's double backward
-    fetch = BatchFetcher(data.images, data.labels, len(cfg.domains), cfg.train.batch_size,
-                         cfg.model.latent_dim, cfg.train.seed, augment=cfg.data.augment,
-                         rank=info.rank, world=info.world)
+    fetch = BatchFetcher(data.images, make_sampler(cfg, data), cfg.model.latent_dim, cfg.train.seed,
+                         augment=cfg.data.augment, rank=info.rank, world=info.world)
     grad_sync = make_grad_sync(info)
     samples = _fixed_sample_inputs(data, cfg, accel.device) if info.is_main else None
 

@@ -1,0 +1,115 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from xraystyle.cli import app
+from xraystyle.cohorts.manifest import write_manifest
+from xraystyle.data.sampling import SetStepSampler
+from xraystyle.errors import ConfigError
+from xraystyle.models.conditioning import make_head
+from xraystyle.paths import resolve_config
+from xraystyle.training.accel import make_accel
+from xraystyle.training.checkpoint import load_latest
+from xraystyle.training.config import load_config
+from xraystyle.training.trainer import training_loop
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize("kind", ["set-additive", "set-film"])
+def test_set_heads_respect_unknown_and_compose(kind):
+    torch.manual_seed(0)
+    head = make_head(kind, 3, 8, 4, hidden=1, width=16)
+    h = torch.randn(1, 8).expand(4, -1)
+    y = torch.tensor([[1.0, 0.0, NAN], [1.0, 0.0, 0.0], [1.0, 0.0, 1.0], [NAN, NAN, NAN]])
+    out = head(h, y)
+    assert out.shape == (4, 4) and torch.isfinite(out).all()
+    # unknown is a state of its own: neither present nor absent
+    assert not torch.allclose(out[0], out[1]) and not torch.allclose(out[0], out[2])
+
+
+def test_additive_head_is_a_sum_of_finding_components():
+    torch.manual_seed(0)
+    head = make_head("set-additive", 2, 8, 4)
+    h = torch.randn(1, 8)
+    f = lambda *y: head(h, torch.tensor([list(y)]))  # noqa: E731
+    # (1,1) - (1,0) == (0,1) - (0,0): the second finding's contribution does not depend on the first
+    torch.testing.assert_close(f(1.0, 1.0) - f(1.0, 0.0), f(0.0, 1.0) - f(0.0, 0.0))
+
+
+def _sets():
+    # effusion, nodule; some unknowns; the pair (1, 1) present in 3 rows
+    return np.array([[0, 0], [1, 0], [0, 1], [1, 1], [1, 1], [1, 1], [NAN, 0], [0, NAN]] * 3, dtype=np.float32)
+
+
+def test_set_sampler_holds_out_a_combination_entirely():
+    sets = _sets()
+    s = SetStepSampler(sets, np.ones(len(sets), bool), 16, seed=0, policy="mixed",
+                       holdout=np.array([[True, True]]))
+    for step in range(30):
+        idx = s.indices(step)
+        for rows in (idx.src, idx.ref, idx.ref2):
+            assert not ((sets[rows] == 1).all(1)).any()
+        assert not (idx.y_trg == 1).all(1).any()
+        assert not np.isnan(idx.y_trg).any()  # targets are fully specified
+        assert np.array_equal(np.nan_to_num(sets[idx.ref], nan=-1), np.nan_to_num(idx.y_ref, nan=-1))
+        assert np.array_equal(np.nan_to_num(sets[idx.ref], nan=-1), np.nan_to_num(sets[idx.ref2], nan=-1))
+
+
+def test_set_sampler_keeps_unknown_in_sources_and_toggles_one_finding():
+    sets = _sets()
+    s = SetStepSampler(sets, np.ones(len(sets), bool), 64, seed=1, policy="toggle")
+    idx = s.indices(0)
+    assert np.isnan(idx.y_org).any()  # unknown labels reach the networks as unknown
+    changed = (np.nan_to_num(idx.y_org) != idx.y_trg).sum(1)
+    assert (changed == 1).all()
+
+
+def write_multilabel_cohort(root, n=24):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (root / "img").mkdir(parents=True)
+    rows = []
+    for i in range(n):
+        eff, nod = i % 2, (i // 2) % 2
+        a = rng.uniform(5000, 20000, (32, 32))
+        if eff:
+            a[22:, :] += 30000
+        if nod:
+            a[8:13, 8:13] += 30000
+        Image.fromarray(a.astype(np.uint16)).save(root / "img" / f"{i}.png")
+        rows.append({"path": f"img/{i}.png", "patient_id": f"p{i}", "study_id": "", "view": "PA", "split": "train",
+                     "effusion": eff, "nodule": nod if i % 5 else ""})
+    return write_manifest(pd.DataFrame(rows), root / "manifest.csv")
+
+
+@pytest.mark.parametrize("kind", ["set-additive", "set-film"])
+def test_multilabel_training_runs_and_resumes(tmp_path, kind):
+    m = write_multilabel_cohort(tmp_path / "c")
+    cfg = load_config(resolve_config("tiny"), {"domains": ["effusion", "nodule"], "model.conditioning": kind,
+                                               "data.holdout_combinations": [["effusion", "nodule"]]})
+    accel = make_accel("reference", torch.device("cpu"))
+    result = training_loop(cfg, tmp_path / "run", m, cache_dir=tmp_path / "cache", accel=accel, progress=False)
+    assert result.step == 4
+    payload, _ = load_latest(tmp_path / "run")
+    assert payload["config"]["model"]["conditioning"] == kind
+    assert (tmp_path / "run" / "samples" / "latent_0000004.png").exists()
+
+
+def test_multilabel_cli_and_config_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("XRAYSTYLE_CACHE", str(tmp_path / "cache"))
+    m = write_multilabel_cohort(tmp_path / "c")
+    runner = CliRunner()
+    r = runner.invoke(app, ["train", "--config", "tiny", "--findings", "effusion,nodule", "--cohort", str(m.path),
+                            "--iters", "2", "--out", str(tmp_path / "run"), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert load_latest(tmp_path / "run")[0]["config"]["model"]["conditioning"] == "set-additive"
+    r = runner.invoke(app, ["train", "--config", "tiny", "--findings", "normal,effusion", "--dry-run"])
+    assert r.exit_code == 1 and "'normal' is the empty set" in r.output
+    r = runner.invoke(app, ["train", "--domains", "normal,effusion", "--findings", "effusion", "--dry-run"])
+    assert r.exit_code == 1 and "not both" in r.output
+    with pytest.raises(ConfigError, match="holdout_combinations"):
+        load_config(resolve_config("tiny"), {"data.holdout_combinations": [["effusion"]]})

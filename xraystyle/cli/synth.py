@@ -1,0 +1,116 @@
+"""`xraystyle synth`: translate real radiographs to a target domain, as PNG and/or derived DICOM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import app
+from ._common import fail, handle_errors
+
+
+@app.command("synth")
+@handle_errors
+def synth(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Checkpoint file or run folder (EMA weights are used).")],
+    source: Annotated[Path, typer.Option("--source", help="Image file, folder of images, or manifest CSV.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    target: Annotated[Optional[str], typer.Option("--target", help="Target domain (latent-guided).")] = None,
+    reference: Annotated[Optional[Path], typer.Option("--reference", help="Reference image of the target domain (reference-guided).")] = None,
+    reference_domain: Annotated[Optional[str], typer.Option("--reference-domain", help="Domain of the reference image.")] = None,
+    reference_manifest: Annotated[Optional[Path], typer.Option("--reference-manifest", help="Manifest listing the reference (gives its domain).")] = None,
+    n_styles: Annotated[int, typer.Option("--n-styles", help="Latent styles per source.")] = 1,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the latent styles.")] = 0,
+    fmt: Annotated[str, typer.Option("--format", help="png (16-bit), dcm (derived DICOM) or both.")] = "png",
+    size: Annotated[Optional[int], typer.Option("--size", help="Resample the square output to N x N pixels.")] = None,
+    restore_geometry: Annotated[bool, typer.Option("--restore-geometry", help="Map outputs back to each source's shape and grey levels.")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")] = 8,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    keep_source_names: Annotated[bool, typer.Option("--keep-source-names", help="Put input paths in index.csv and error lines (they may hold identifiers).")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+) -> None:
+    """Translate SOURCE images to --target (K latent styles) or to the style of --reference.
+
+    Outputs are named by a hash of the source pixels, never by file name or DICOM tags:
+    src-<hash>_to-<target>_z<k>.png|.dcm plus a provenance <name>.json, and index.csv.
+    Unreadable inputs are skipped and reported by position; the exit code is then 1.
+    """
+    import sys
+
+    from tqdm import tqdm
+
+    from ..errors import InputError, XrayStyleError
+    from ..reporting.export import FORMATS, index_row, write_index, write_result
+    from ..reporting.provenance import model_record
+    from ..synthesis import list_sources, load_reference, load_source, reference_domain_from_manifest, synthesize
+    from ..trained import load_trained_model
+    from ..training.accel import resolve_device
+
+    if (target is None) == (reference is None):
+        fail("give either --target DOMAIN (latent-guided) or --reference IMAGE (reference-guided)")
+    if reference is None and (reference_domain or reference_manifest):
+        fail("--reference-domain and --reference-manifest need --reference")
+    if reference is not None and reference_domain is None and reference_manifest is None:
+        fail("--reference needs --reference-domain DOMAIN (or a --reference-manifest listing it)")
+    if n_styles < 1:
+        fail(f"--n-styles must be at least 1, got {n_styles}")
+    if batch_size < 1:
+        fail(f"--batch-size must be at least 1, got {batch_size}")
+    if fmt not in FORMATS:
+        fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if size is not None and not 16 <= size <= 4096:
+        fail(f"--size must be in 16..4096, got {size}")
+    if size is not None and restore_geometry:
+        fail("--size and --restore-geometry exclude each other")
+
+    model = load_trained_model(checkpoint, device=resolve_device(device))
+    ref = None
+    if target is not None:
+        model.domain_index(target)
+    else:
+        domain = reference_domain
+        if domain is None:
+            domain = reference_domain_from_manifest(reference, reference_manifest, model.domains)
+        ref = load_reference(reference, domain, model)
+    try:
+        specs = list_sources(source, model.domains)
+    except InputError as exc:  # the path may hold an identifier: shown only on request
+        raise XrayStyleError(f"--source {source if keep_source_names else ''}: {exc.reason}".replace(" :", ":")) from None
+    out.mkdir(parents=True, exist_ok=True)
+
+    failures: list[str] = []
+    seen: dict[str, int] = {}
+
+    def loaded():
+        bar = tqdm(total=len(specs), desc="synth", unit="image", file=sys.stderr, disable=not progress)
+        for spec in specs:
+            where = f"input {spec.position} of {len(specs)}"
+            if keep_source_names:
+                where += f" ({spec.label})"
+            try:
+                src = load_source(spec, model.cfg.data.preprocess)
+            except InputError as exc:
+                failures.append(f"{where}: {exc.reason}")
+            else:
+                if src.sha256 in seen:
+                    typer.echo(f"xraystyle: {where}: same pixels as input {seen[src.sha256]}; skipped", err=True)
+                else:
+                    seen[src.sha256] = spec.position
+                    yield src
+            bar.update(1)
+        bar.close()
+
+    info = model_record(model)
+    rows, n_files = [], 0
+    for result in synthesize(model, loaded(), target=target, reference=ref, n_styles=n_styles, seed=seed,
+                             batch_size=batch_size):
+        n_files += len(write_result(result, out, info, fmt=fmt, restore=restore_geometry, size=size))
+        rows.append(index_row(result))
+    write_index(rows, out, keep_source_names)
+    typer.echo(f"wrote {len(rows)} synthetic image(s) from {len(seen)} source(s): {n_files + 1} files in {out}")
+    if failures:
+        for line in failures:
+            typer.echo(f"xraystyle: skipped {line}", err=True)
+        raise XrayStyleError(f"{len(failures)} of {len(specs)} input(s) could not be read (listed above)")
