@@ -183,7 +183,7 @@ def load_source(spec: SourceSpec | str | os.PathLike, preprocess_cfg) -> SourceI
 def load_reference(path: str | os.PathLike, domain: str, model) -> ReferenceImage:
     """A reference image of ``domain`` (checked against the model). Errors say "reference
     image" rather than the path, which may carry an identifier."""
-    model.domain_index(domain)
+    model.target_label(domain)
     try:
         src = load_source(path, model.cfg.data.preprocess)
     except InputError as exc:
@@ -239,11 +239,9 @@ def style_latents(seed: int, n_styles: int, latent_dim: int) -> torch.Tensor:
     return torch.as_tensor(np.stack(rows), dtype=torch.float32)
 
 
-def _labels(model, index: int, n: int, device: torch.device) -> torch.Tensor:
-    conditioning = getattr(model.cfg.model, "conditioning", "single")
-    if conditioning != "single":
-        raise XrayStyleError(f"synthesis supports single-domain models; this one uses {conditioning!r} conditioning")
-    return torch.full((n,), index, dtype=torch.long, device=device)
+def _labels(label: torch.Tensor, n: int, device: torch.device) -> torch.Tensor:
+    """``label`` (a batch of one: domain index [1] or finding set [1, K]) repeated ``n`` times."""
+    return label.to(device).expand(n, *label.shape[1:])
 
 
 def _batches(items: Iterable[SourceImage], size: int) -> Iterator[list[SourceImage]]:
@@ -264,8 +262,10 @@ def synthesize(model, sources: Iterable[SourceImage], *, target: str | None = No
     of ``reference`` (whose domain is the target; ``target``, if given, must agree).
 
     Yields results source by source (styles in order). Deterministic for a fixed ``seed``:
-    latents come from :func:`style_latents` and the networks are in eval mode, so the output
-    does not depend on the batch size or on the other sources.
+    latents come from :func:`style_latents` (the same k-th style for every source) and the
+    networks are in eval mode with per-image normalisation, so an image's output does not depend
+    on the other sources; a different ``batch_size`` changes only float rounding in the
+    convolutions (a few 16-bit grey levels at most).
     """
     if batch_size < 1:
         raise XrayStyleError(f"--batch-size must be at least 1, got {batch_size}")
@@ -275,12 +275,12 @@ def synthesize(model, sources: Iterable[SourceImage], *, target: str | None = No
         target = reference.domain
     if target is None:
         raise XrayStyleError("give a target domain or a reference image")
-    index = model.domain_index(target)
+    label = model.target_label(target)  # domain name, or a finding set "a+b" for multi-label models
     device = model.device
     z = None if reference is not None else style_latents(seed, n_styles, model.cfg.model.latent_dim).to(device)
     for batch in _batches(sources, batch_size):
         x = torch.stack([s.image for s in batch]).to(device)
-        y = _labels(model, index, len(batch), device)
+        y = _labels(label, len(batch), device)
         if reference is not None:
             x_ref = reference.image[None].to(device).expand(len(batch), -1, -1, -1)
             outs = [translate_reference(model.nets, x, x_ref, y).float().cpu()]

@@ -22,6 +22,7 @@ class TrainedModel:
     step: int
     checkpoint: Path
     checkpoint_sha256: str
+    config_dict: dict  # the config exactly as stored in the checkpoint (stable for hashing)
 
     def domain_index(self, name: str) -> int:
         if name not in self.domains:
@@ -85,4 +86,4 @@ def load_trained_model(path: str | Path, device: str | torch.device = "cpu", use
         raise CheckpointError(path, f"checkpoint does not hold a usable model ({str(exc).splitlines()[0][:150]})") from None
     model.eval().requires_grad_(False).to(device)
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    return TrainedModel(model, cfg, list(cfg.domains), int(payload["step"]), path, sha)
+    return TrainedModel(model, cfg, list(cfg.domains), int(payload["step"]), path, sha, payload["config"])

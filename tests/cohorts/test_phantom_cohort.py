@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from xraystyle.cohorts.phantom import FINDINGS, generate_phantom_cohort
+from xraystyle.cohorts.phantom import FINDINGS, generate_phantom_cohort, render_phantom
 from xraystyle.errors import ConfigError
 
 
@@ -39,8 +39,9 @@ def test_same_seed_gives_identical_bytes(tmp_path, fmt):
 
 
 def test_worker_count_does_not_change_output(tmp_path):
-    generate_phantom_cohort(tmp_path / "one", 4, size=32, seed=5, workers=1)
-    generate_phantom_cohort(tmp_path / "two", 4, size=32, seed=5, workers=2)
+    # workers first: they decode lung templates themselves, from their own zip handle
+    generate_phantom_cohort(tmp_path / "two", 6, size=32, seed=5, workers=2)
+    generate_phantom_cohort(tmp_path / "one", 6, size=32, seed=5, workers=1)
     assert _files(tmp_path / "one") == _files(tmp_path / "two")
 
 
@@ -66,7 +67,11 @@ def test_manifest_layout(png_cohort):
     assert set(m.sex) <= {"F", "M"} and m.age.between(18, 90).all()
     for rel in m.path:
         assert not Path(rel).is_absolute() and (png_cohort / rel).is_file()
-    assert (png_cohort / "phantom_truth.csv").is_file()
+    truth = pd.read_csv(png_cohort / "phantom_truth.csv", dtype=str, keep_default_na=False)
+    assert list(truth.columns[:5]) == ["path", "lung_template", "ctr", "heart_width_px", "thorax_width_px"]
+    assert {"effusion_side", "effusion_volume", "nodule_radius", "pneumothorax_size"} <= set(truth.columns)
+    assert list(truth.path) == list(m.path)
+    assert all(v == "" or v.isdigit() for v in truth.effusion_area_px)  # integers stay integers
 
 
 def test_mask_nonempty_exactly_when_label_is_one(png_cohort):
@@ -158,3 +163,22 @@ def test_yaml_definition_matches_the_generator_signature():
     kwargs = {k: v for k, v in data.items() if k not in ("name", "description", "source")}
     inspect.signature(generate_phantom_cohort).bind(Path("."), **kwargs)
     assert 64 <= kwargs["size"] <= 128 and set(kwargs["findings"]) == set(FINDINGS)
+
+
+def test_render_phantom_reproduces_cohort_images(png_cohort):
+    """A cohort case re-rendered from its seed, labels and phys_* values gives the same pixels,
+    so evaluations can re-render the same patient with other physics or findings."""
+    from xraystyle.cohorts.phantom import case_seed
+    from xraystyle.cohorts.phantom_physics import quantize
+
+    m = pd.read_csv(png_cohort / "manifest.csv", keep_default_na=False)
+    for i in (0, 5):
+        row = m.iloc[i]
+        physics = {c[len("phys_"):]: row[c] for c in m.columns if c.startswith("phys_")}
+        sample = render_phantom(case_seed(3, i), 64, {f: bool(row[f]) for f in FINDINGS}, physics)
+        top = (1 << int(row.phys_bit_depth)) - 1
+        stored = np.round(np.asarray(Image.open(png_cohort / row.path)).astype(np.float64) * top / 65535)
+        assert np.array_equal(stored, quantize(sample.image, row.phys_bit_depth))
+        for f in FINDINGS:
+            if row[f]:
+                assert np.array_equal(np.asarray(Image.open(png_cohort / row[f"mask_{f}"])) > 0, sample.masks[f])

@@ -91,3 +91,19 @@ def test_procedural_lungs_render_a_complete_phantom():
     assert all(s.masks[f].any() for f in FINDINGS)
     again = render_phantom(3, 64, {f: True for f in FINDINGS}, None, lung_source="procedural")
     assert np.array_equal(s.image, again.image)
+
+
+def test_missing_mask_zip_falls_back_to_procedural_lungs(monkeypatch, caplog):
+    monkeypatch.setattr(pl, "_zip_path", lambda: None)
+    for cached in (pl._open_archive, pl.template_names, pl._disk_bank):
+        cached.cache_clear()
+    try:
+        with caplog.at_level("WARNING"):
+            s = render_phantom(5, 48, {"effusion": True}, None)
+        assert s.anatomy["lung_template"] == "procedural"
+        assert s.masks["effusion"].any()
+        assert "procedural lung shapes" in caplog.text
+    finally:
+        monkeypatch.undo()
+        for cached in (pl._open_archive, pl.template_names, pl._disk_bank):
+            cached.cache_clear()

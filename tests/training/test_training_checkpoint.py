@@ -109,7 +109,7 @@ def test_write_failure_leaves_previous_checkpoint(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", disk_full)
-    with pytest.raises(OSError):
+    with pytest.raises(CheckpointError, match=r"step_0000002.pt: cannot write checkpoint \(No space left"):
         save_checkpoint(tmp_path, 2, payload(2))
     monkeypatch.undo()
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["index.json", "step_0000001.pt"]

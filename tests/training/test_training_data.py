@@ -35,3 +35,22 @@ def test_shards_of_two_ranks_make_the_global_batch():
     parts = [BatchFetcher(images, sampler, 8, seed=1, rank=r, world=2)(5) for r in range(2)]
     for name in ("x_real", "y_org", "x_ref", "x_ref2", "y_trg", "y_ref", "z_trg", "z_trg2"):
         assert torch.equal(getattr(single, name), torch.cat([getattr(p, name) for p in parts])), name
+
+
+def test_damaged_tensor_cache_is_rebuilt_not_unpickled(tmp_path, caplog):
+    from xraystyle.data.cache import build_tensor_cache
+    from xraystyle.transforms import PreprocessConfig
+
+    from .conftest import write_png_cohort
+
+    m = write_png_cohort(tmp_path / "c", n=6)
+    cfg = PreprocessConfig(size=32)
+    first = build_tensor_cache(m, cfg, tmp_path / "cache", progress=False)
+    data_file = next((tmp_path / "cache").glob("tensors-*[!k].npy"))
+    assert first.images.shape == (6, 1, 32, 32) and first.ok.all()
+    expected = np.array(first.images)  # copy: the file under the memory map is about to change
+    del first
+    np.save(data_file, np.array([object()], dtype=object), allow_pickle=True)  # a pickle in disguise
+    again = build_tensor_cache(m, cfg, tmp_path / "cache", progress=False)
+    assert "rebuilding" in caplog.text
+    assert np.array_equal(np.asarray(again.images), expected)

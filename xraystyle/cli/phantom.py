@@ -41,10 +41,13 @@ def phantom(
     seed: Annotated[int, typer.Option("--seed", help="Seed: the same seed gives identical files.")] = 0,
     findings: Annotated[str, typer.Option("--findings", help="Comma-separated findings to simulate.")] = _ALL,
     prevalence: Annotated[
-        Optional[str], typer.Option("--prevalence", help="Per-finding prevalence, e.g. effusion=0.5,nodule=0.2 (default 0.3).")
+        Optional[str],
+        typer.Option("--prevalence", help="Per-finding prevalence, e.g. effusion=0.5,nodule=0.2 (default 0.3)."),
     ] = None,
     fmt: Annotated[str, typer.Option("--format", help="png (16-bit) or dcm (DICOM DX).")] = "png",
-    workers: Annotated[int, typer.Option("--workers", help="Worker processes (output is identical for any number).")] = 1,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Worker processes (output is identical for any number).")
+    ] = 1,
 ) -> None:
     """Generate a procedural PA chest X-ray phantom cohort with exact labels, masks and physics."""
     from ..cohorts.phantom import generate_phantom_cohort

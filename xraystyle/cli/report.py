@@ -96,7 +96,7 @@ def report(
 
     def one(src, domain):
         return build_report(model, src, source_domain=domain, n_styles=n_styles, seed=seed, references=refs,
-                            classifier=clf, classifier_name=classifier, findings=wanted, batch_size=batch_size)
+                            classifier=clf, findings=wanted, batch_size=batch_size)
 
     if input is not None:
         try:

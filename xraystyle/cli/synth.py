@@ -68,7 +68,7 @@ def synth(
     model = load_trained_model(checkpoint, device=resolve_device(device))
     ref = None
     if target is not None:
-        model.domain_index(target)
+        model.target_label(target)
     else:
         domain = reference_domain
         if domain is None:

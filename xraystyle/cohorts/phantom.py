@@ -12,10 +12,9 @@ the output does not depend on the number of worker processes.
 
 from __future__ import annotations
 
-import logging
 import math
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -24,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
-from .phantom_anatomy import AnatomyParams, anatomy_dict, draw_anatomy, render_anatomy
-from .phantom_findings import FINDINGS, apply_findings, draw_finding_params, merge_overrides
+from .phantom_anatomy import AnatomyParams, draw_anatomy, render_anatomy
+from .phantom_findings import FINDINGS, TRUTH_COLUMNS, apply_findings, draw_finding_params, merge_overrides
 from .phantom_lungs import warm_bank
 from .phantom_physics import (
     NEUTRAL_PHYSICS,
@@ -37,11 +36,9 @@ from .phantom_physics import (
 )
 from .phantom_write import write_dicom, write_mask, write_png16
 
-log = logging.getLogger(__name__)
-
 __all__ = [
-    "FINDINGS", "NEUTRAL_PHYSICS", "PHYSICS_RANGES", "PhantomSample", "draw_physics", "generate_phantom_cohort",
-    "render_phantom",
+    "FINDINGS", "NEUTRAL_PHYSICS", "PHYSICS_RANGES", "PhantomSample", "case_seed", "draw_physics",
+    "generate_phantom_cohort", "render_phantom",
 ]
 
 DEFAULT_PREVALENCE = 0.3
@@ -82,7 +79,9 @@ def _streams(seed_seq: np.random.SeedSequence) -> dict[str, np.random.Generator]
 
 def _seed_sequence(rng_or_seed: int | np.random.Generator | np.random.SeedSequence) -> np.random.SeedSequence:
     if isinstance(rng_or_seed, np.random.SeedSequence):
-        return rng_or_seed
+        # A copy: spawning advances a SeedSequence, and the same one must give the same patient.
+        return np.random.SeedSequence(rng_or_seed.entropy, spawn_key=rng_or_seed.spawn_key,
+                                      pool_size=rng_or_seed.pool_size)
     if isinstance(rng_or_seed, np.random.Generator):
         return np.random.SeedSequence(int(rng_or_seed.integers(0, 1 << 63)))
     if isinstance(rng_or_seed, (int, np.integer)) and not isinstance(rng_or_seed, bool) and rng_or_seed >= 0:
@@ -106,6 +105,8 @@ def render_phantom(
 ) -> PhantomSample:
     """Render one phantom.
 
+    ``rng_or_seed``: a non-negative int, a SeedSequence (copied, so the same object always
+    gives the same patient; see :func:`case_seed`) or a Generator (one draw is taken from it).
     ``findings_present`` maps finding names to True/False, or to a dict of parameters to fix
     (implies present), e.g. ``{"effusion": {"side": "left", "volume": 0.3}, "nodule": True}``;
     missing names are absent. ``physics``: None for neutral physics (a clean image), or a dict
@@ -128,7 +129,8 @@ def render_phantom(
 
 def _present(findings_present: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     if not isinstance(findings_present, Mapping):
-        raise ConfigError(f"findings_present must be a mapping of finding names, got {type(findings_present).__name__}")
+        kind = type(findings_present).__name__
+        raise ConfigError(f"findings_present must be a mapping of finding names, got {kind}")
     out = {}
     for name, value in findings_present.items():
         if name not in FINDINGS:
@@ -155,7 +157,7 @@ def _render(anatomy: AnatomyParams, params: dict, physics: dict, noise_rng: np.r
         masks={name: masks.get(name, empty) for name in FINDINGS},
         labels={name: int(name in params) for name in FINDINGS},
         truth=truth,
-        anatomy=anatomy_dict(anatomy),
+        anatomy=asdict(anatomy),
         anatomy_masks={"lung_right": layers.lung_right, "lung_left": layers.lung_left,
                        "heart": layers.heart, "body": layers.body},
         physics=dict(physics),
@@ -177,7 +179,9 @@ def _validate(n, size, seed, findings, fmt, prevalence, split, workers) -> tuple
     findings = tuple(str(f).strip() for f in findings)
     unknown = [f for f in findings if f not in FINDINGS]
     if unknown:
-        raise ConfigError(f"unknown finding(s) {', '.join(map(repr, unknown))}: expected some of {', '.join(FINDINGS)}")
+        raise ConfigError(
+            f"unknown finding(s) {', '.join(map(repr, unknown))}: expected some of {', '.join(FINDINGS)}"
+        )
     if len(set(findings)) != len(findings):
         raise ConfigError(f"findings listed twice: {', '.join(findings)}")
     if fmt not in FORMATS:
@@ -185,7 +189,9 @@ def _validate(n, size, seed, findings, fmt, prevalence, split, workers) -> tuple
     prev = {f: DEFAULT_PREVALENCE for f in findings}
     for key, value in (prevalence or {}).items():
         if key not in findings:
-            raise ConfigError(f"prevalence given for {key!r}, which is not among the findings ({', '.join(findings)})")
+            raise ConfigError(
+                f"prevalence given for {key!r}, which is not among the findings ({', '.join(findings)})"
+            )
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
             raise ConfigError(f"prevalence of {key} must be a number in [0, 1], got {value!r}")
         prev[key] = float(value)
@@ -223,9 +229,16 @@ class _Job:
     split: str
 
 
+def case_seed(seed: int, index: int) -> np.random.SeedSequence:
+    """Seed of cohort image ``index``: ``render_phantom(case_seed(seed, i), size, labels,
+    physics)`` with the manifest's labels and ``phys_*`` values re-renders that image exactly,
+    and with other physics or findings renders the same patient differently."""
+    return np.random.SeedSequence(seed, spawn_key=(0, index))
+
+
 def case_streams(seed: int, index: int) -> dict[str, np.random.Generator]:
     """The random streams of cohort image ``index`` (independent of n and of the workers)."""
-    return _streams(np.random.SeedSequence(seed, spawn_key=(0, index)))
+    return _streams(case_seed(seed, index))
 
 
 def draw_labels(streams: dict[str, np.random.Generator], findings: Iterable[str],
@@ -302,7 +315,9 @@ def generate_phantom_cohort(
     images finished after each one. Files of an earlier, larger cohort in the same folder are
     left in place but are not in the new manifest.
     """
-    n, size, seed, findings, prev, split, workers = _validate(n, size, seed, findings, fmt, prevalence, split, workers)
+    n, size, seed, findings, prev, split, workers = _validate(
+        n, size, seed, findings, fmt, prevalence, split, workers
+    )
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)
@@ -329,9 +344,12 @@ def generate_phantom_cohort(
                     progress(i + 1)
     manifest = pd.DataFrame([r for r, _ in results])
     truth = pd.DataFrame([t for _, t in results])
+    order = ["path", "lung_template", "ctr", "heart_width_px", "thorax_width_px"]
+    order += [c for f in findings for c in TRUTH_COLUMNS.get(f, ())]
+    truth = truth.reindex(columns=order)  # same columns whichever findings occur
     for col in truth.columns:  # integer columns with blanks would otherwise be written as 12.0
-        values = truth[col].dropna()
-        if len(values) and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+        values = [t[col] for _, t in results if col in t]
+        if values and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
             truth[col] = truth[col].astype("Int64")
     manifest_path = out / "manifest.csv"
     manifest.to_csv(manifest_path, index=False, lineterminator="\n")

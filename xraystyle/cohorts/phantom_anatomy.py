@@ -13,15 +13,17 @@ drawn in coordinates normalised to the image side, so one parameter set renders 
 from __future__ import annotations
 
 import functools
+import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
 
-from .phantom_lungs import LungTemplate, draw_template, load_template, procedural_template
+from .phantom_lungs import LungTemplate, draw_template, load_template, procedural_template, template_names
 
+log = logging.getLogger(__name__)
 F32 = np.float32
 
 
@@ -65,7 +67,8 @@ def draw_anatomy(rng: np.random.Generator, lung_source: str = "auto") -> Anatomy
     procedural_seed = int(rng.integers(0, 1 << 62))
     sex = "F" if rng.random() < 0.5 else "M"
     breast = float(rng.uniform(0.03, 0.08))
-    bubble = float(rng.uniform(0.025, 0.045)) if rng.random() < 0.6 else 0.0
+    bubble_u, bubble_r = rng.random(), float(rng.uniform(0.025, 0.045))
+    bubble = bubble_r if bubble_u < 0.6 else 0.0
     return AnatomyParams(
         lung_template=template.name,
         lung_width=float(rng.uniform(0.7, 0.8)),
@@ -138,8 +141,9 @@ def _edge(signed_px: np.ndarray) -> np.ndarray:
 def _template(params: AnatomyParams) -> LungTemplate:
     if params.lung_template == "procedural":
         return procedural_template(np.random.default_rng(params.procedural_seed))
-    tpl = load_template(params.lung_template)
+    tpl = load_template(params.lung_template) if params.lung_template in template_names() else None
     if tpl is None:  # a parameter set from a machine with another torchxrayvision build
+        log.warning("lung template %s is not available here: using a procedural lung shape", params.lung_template)
         return procedural_template(np.random.default_rng(params.procedural_seed))
     return tpl
 
@@ -197,11 +201,11 @@ def render_anatomy(params: AnatomyParams, size: int, ctr: float | None = None) -
     knob[kb] = _edge(knob_r - np.hypot(xx[kb] * s - F32(kx), yy[kb] * s - F32(ky)))
     hard_r &= xx * s < m_r
     hard_l &= xx * s > m_l
-    heart_soft, heart_w_px, heart_profile = _heart(
+    heart_soft, heart_carve, heart_w_px, heart_profile = _heart(
         params, s, ctr, thorax_w, mid, hard_r, hard_l, lung_top, h, m_r, m_l
     )
     heart_hard = (heart_soft > 0.5) & (yy * s < lung_bottom)
-    silhouette = np.maximum(np.maximum(band, knob), heart_soft)
+    silhouette = np.maximum(np.maximum(band, knob), heart_carve)
     soft_r = soft_r * (1 - silhouette)
     soft_l = soft_l * (1 - silhouette)
     lungs = soft_r + soft_l
@@ -260,7 +264,7 @@ def _heart(params, s, ctr, thorax_w, mid, hard_r, hard_l, lung_top, lung_h, m_r,
         if mid - 0.38 * width <= lung_edge - 1.0 < x_right:
             x_right = lung_edge - 1.0
         x_right = max(x_right, m_l + 1.0 - width)  # the left border clears the mediastinum
-        soft, profile = _silhouette(s, x_right, width, heart_h, base_y, m_r, m_l, params)
+        soft, carve, profile = _silhouette(s, x_right, width, heart_h, base_y, m_r, m_l, params)
         cols = np.flatnonzero((soft > 0.5).any(axis=0))
         measured = int(cols[-1] - cols[0] + 1) if cols.size else 0
         err = target * thorax_w - measured
@@ -269,14 +273,15 @@ def _heart(params, s, ctr, thorax_w, mid, hard_r, hard_l, lung_top, lung_h, m_r,
         if abs(err) < 0.75 and (ratio > 0.5 if enlarged else ratio < 0.5):
             break
         width += err if abs(err) >= 0.75 else (1.0 if enlarged else -1.0)
-    return soft, measured, profile
+    return soft, carve, measured, profile
 
 
 def _silhouette(s, x_right, width, height, base_y, m_r, m_l, params):
     """Heart borders as functions of the row: they leave the mediastinum at the heart's top,
     the right border (right atrium) bulges to ``x_right`` two thirds down, the left border
     (left ventricle) sweeps out to ``x_right + width`` near the apex and rounds off onto the
-    diaphragm. Returns the anti-aliased mask and a thickness profile in [0, 1]."""
+    diaphragm. Returns the anti-aliased mask (ending just below the diaphragm), the same shape
+    continued downwards (what it hides of the lung bases) and a thickness profile in [0, 1]."""
     y = np.arange(s, dtype=F32) + F32(0.5)
     top = base_y - height
     t = np.clip((y - F32(top)) / F32(height), 0, 1.2)
@@ -287,15 +292,16 @@ def _silhouette(s, x_right, width, height, base_y, m_r, m_l, params):
     grow_l = np.where(t > apex, 1 - 0.12 * ((t - apex) / (1 - apex)) ** 2, grow_l)
     xr = F32(m_r) - F32(m_r - x_right) * grow_r.astype(F32)
     xl = F32(m_l) + F32(x_right + width - m_l) * grow_l.astype(F32)
-    rows = (y >= top) & (y <= base_y + 0.03 * s)
+    rows = y >= top
     fade = np.clip((F32(base_y + 0.03 * s) - y) / F32(0.06 * s), 0, 1)[:, None]  # into the abdomen
     px = np.arange(s, dtype=F32)[None, :] + F32(0.5)
     inside = np.minimum(px - xr[:, None], xl[:, None] - px)
-    soft = _edge(inside) * rows[:, None]
+    carve = _edge(inside) * rows[:, None]  # continues down: no lung left under the heart
+    soft = carve * (y <= base_y + 0.03 * s)[:, None]
     # Thickness of a roughly ellipsoidal heart: thinner where the silhouette is narrow.
     centre = F32(x_right + width / 2)
     profile = np.sqrt(np.clip(1 - ((px - centre) / F32(width / 2)) ** 2, 0, 1)) * soft * fade
-    return soft, profile
+    return soft, carve, profile
 
 
 def _heart_density(params, profile):
@@ -458,11 +464,14 @@ def _vessels(params, s, mid, lung_top, lung_h, lung_w):
     A random binary tree per lung, grown one generation at a time (vectorised); every branch is
     drawn as two kinked halves, splatted into an accumulator and blurred by about a vessel width.
     """
-    rng = np.random.default_rng(params.vessel_seed)
+    # Finer generations only where pixels can show them; the coarse tree is the same at every
+    # size because each lung has its own stream and each generation draws after the previous.
+    generations = int(np.clip(round(math.log2(s / 64)) + 5, 5, 7))
     acc = np.zeros(s * s, F32)
     scale = lung_w / s
     segs = []
-    for side in ("right", "left"):
+    for k, side in enumerate(("right", "left")):
+        rng = np.random.default_rng([params.vessel_seed, k])
         sign = -1.0 if side == "right" else 1.0
         hx = mid + sign * (0.1 * lung_w)
         hy = lung_top + lung_h * (0.46 if side == "right" else 0.42)  # left hilum is higher
@@ -473,7 +482,7 @@ def _vessels(params, s, mid, lung_top, lung_h, lung_w):
         ang = np.where(sign > 0, angles, np.pi - angles)
         length = 0.1 * scale * rng.uniform(0.8, 1.2, n0)
         weight = np.ones(n0)
-        for _ in range(7):
+        for _ in range(generations):
             n = x.size
             kink = rng.normal(0, 0.25, n)
             xm = x + np.cos(ang + kink) * length / 2
@@ -505,7 +514,3 @@ def _splat(acc, s, x0, y0, x1, y1, weight):
     ok = (ix >= 0) & (ix < s) & (iy >= 0) & (iy < s)
     w = weight[idx] / (s / 256.0)  # same darkness per unit length at every size
     acc += np.bincount((iy * s + ix)[ok], weights=w[ok], minlength=s * s).astype(F32)
-
-
-def anatomy_dict(params: AnatomyParams) -> dict:
-    return asdict(params)

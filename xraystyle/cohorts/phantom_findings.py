@@ -28,6 +28,13 @@ from .phantom_anatomy import AnatomyLayers, F32, grid
 FINDINGS = ("effusion", "nodule", "cardiomegaly", "pneumothorax")
 SIDES = ("right", "left")  # the patient's sides: right = image left
 
+# Per-finding columns of the truth table (cardiomegaly's CTR is recorded for every image).
+TRUTH_COLUMNS = {
+    "effusion": ("effusion_side", "effusion_volume", "effusion_meniscus", "effusion_area_px"),
+    "nodule": ("nodule_side", "nodule_x", "nodule_y", "nodule_radius", "nodule_radius_px"),
+    "pneumothorax": ("pneumothorax_side", "pneumothorax_rim", "pneumothorax_size"),
+}
+
 # Keys a caller may fix per finding (render_phantom(findings_present={"nodule": {...}})).
 _KEYS = {
     "effusion": {"side", "volume", "meniscus", "density"},
@@ -153,10 +160,12 @@ def nodule(layers: AnatomyLayers, p: dict) -> tuple[np.ndarray, np.ndarray, dict
     side = p["side"]
     lung = layers.lung(side)
     radius = max(p["radius"] * s, 1.5)
-    t_lat, (top, bottom, _, _) = _lateralness(layers, side, lung)
+    t_lat, (top, bottom, left, right) = _lateralness(layers, side, lung)
     y_rel = (np.arange(s, dtype=F32)[:, None] + F32(0.5) - F32(top)) / F32(max(bottom - top, 1))
     zone = lung & (y_rel > 0.2) & (y_rel < 0.55) & (t_lat > 0.25) & (t_lat < 0.65)
-    inner = ndi.distance_transform_edt(lung) > radius + 1
+    inner = np.zeros((s, s), bool)
+    crop = (slice(top, bottom), slice(left, right))
+    inner[crop] = ndi.distance_transform_edt(np.pad(lung[crop], 1))[1:-1, 1:-1] > radius + 1
     allowed = zone & inner
     if not allowed.any():
         allowed = inner if inner.any() else lung

@@ -66,9 +66,14 @@ def _zip_path() -> Path | None:
     return path if path.is_file() else None
 
 
-@functools.lru_cache(maxsize=1)
 def _archive() -> zipfile.ZipFile | None:
-    """The zip, opened once per process (reading its directory costs ~5 ms)."""
+    """The zip, opened once per process (reading its directory costs ~5 ms). Keyed by process
+    id: a forked worker must not share the parent's file offset."""
+    return _open_archive(os.getpid())
+
+
+@functools.lru_cache(maxsize=1)
+def _open_archive(pid: int) -> zipfile.ZipFile | None:
     path = _zip_path()
     return zipfile.ZipFile(path) if path is not None else None
 

@@ -68,40 +68,53 @@ def build_tensor_cache(manifest, preprocess_cfg, cache_dir: str | Path, *, worke
     cache_dir.mkdir(parents=True, exist_ok=True)
     key = cache_key(manifest, preprocess_cfg)
     data_path, ok_path = cache_dir / f"tensors-{key}.npy", cache_dir / f"tensors-{key}.ok.npy"
+    n, size = len(manifest.df), preprocess_cfg.size
     if data_path.exists() and ok_path.exists():
-        ok = np.load(ok_path)
-        _check_bad(ok, max_bad_fraction, manifest)
-        return TensorCache(np.load(data_path, mmap_mode="r"), ok, key)
+        try:
+            ok = np.load(ok_path, allow_pickle=False)
+            images = np.load(data_path, mmap_mode="r", allow_pickle=False)
+            if images.shape != (n, 1, size, size) or ok.shape != (n,) or images.dtype != np.float16:
+                raise ValueError("unexpected shape or type")
+        except (OSError, ValueError) as exc:  # damaged or foreign file: rebuild, never unpickle
+            log.warning("tensor cache %s is unreadable (%s); rebuilding it", data_path.name, exc)
+        else:
+            _check_bad(ok, max_bad_fraction, manifest)
+            return TensorCache(images, ok, key)
 
     paths = [manifest.resolve(p) for p in manifest.df["path"]]
-    n, size = len(paths), preprocess_cfg.size
     tmp = data_path.with_suffix(f".tmp{os.getpid()}.npy")
-    images = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(n, 1, size, size))
-    ok = np.zeros(n, dtype=bool)
-    loader = DataLoader(_PreprocessDataset(paths, eval_pipeline(preprocess_cfg)), batch_size=8,
-                        num_workers=workers, collate_fn=list)
-    failures: list[str] = []
-    bar = tqdm(total=n, desc="preprocessing", unit="img", disable=not progress, leave=False)
-    for batch in loader:
-        for i, image, reason in batch:
-            if image is None:
-                failures.append(reason)
-            else:
-                images[i] = image.numpy()
-                ok[i] = True
-        bar.update(len(batch))
-    bar.close()
-    images.flush()
-    del images
-    for reason in failures[:5]:
-        log.warning("skipped unreadable image: %s", reason)
-    if failures:
-        log.warning("%d of %d images could not be read and are skipped", len(failures), n)
-    _check_bad(ok, max_bad_fraction, manifest)
-    np.save(ok_path.with_suffix(".tmp.npy"), ok)
-    os.replace(tmp, data_path)
-    os.replace(ok_path.with_suffix(".tmp.npy"), ok_path)
-    return TensorCache(np.load(data_path, mmap_mode="r"), ok, key)
+    ok_tmp = ok_path.with_suffix(f".tmp{os.getpid()}.npy")
+    try:
+        images = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(n, 1, size, size))
+        ok = np.zeros(n, dtype=bool)
+        loader = DataLoader(_PreprocessDataset(paths, eval_pipeline(preprocess_cfg)), batch_size=8,
+                            num_workers=workers, collate_fn=list)
+        failures: list[str] = []
+        bar = tqdm(total=n, desc="preprocessing", unit="img", disable=not progress, leave=False)
+        for batch in loader:
+            for i, image, reason in batch:
+                if image is None:
+                    failures.append(reason)
+                else:
+                    images[i] = image.numpy()
+                    ok[i] = True
+            bar.update(len(batch))
+        bar.close()
+        images.flush()
+        del images
+        for reason in failures[:5]:
+            log.warning("skipped unreadable image: %s", reason)
+        if failures:
+            log.warning("%d of %d images could not be read and are skipped", len(failures), n)
+        _check_bad(ok, max_bad_fraction, manifest)
+        np.save(ok_tmp, ok)
+        os.replace(tmp, data_path)
+        os.replace(ok_tmp, ok_path)
+    except BaseException:  # a stopped build never leaves a cohort-sized scratch file behind
+        tmp.unlink(missing_ok=True)
+        ok_tmp.unlink(missing_ok=True)
+        raise
+    return TensorCache(np.load(data_path, mmap_mode="r", allow_pickle=False), ok, key)
 
 
 def _check_bad(ok: np.ndarray, max_bad_fraction: float, manifest) -> None:

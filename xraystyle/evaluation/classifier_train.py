@@ -111,7 +111,7 @@ def train_classifier(manifest, findings: list[str], out: str | Path, *, arch: st
     if len(idx) == 0:
         raise ManifestError(manifest.path, "no readable train rows with a known label for "
                                            f"{', '.join(findings)}")
-    y_t = torch.from_numpy(y_tr).float()
+    y_t = torch.tensor(y_tr, dtype=torch.float32)  # a copy: the manifest array may be read-only
     known = torch.isfinite(y_t)
     pos = ((y_t == 1) & known)[idx].sum(0).float()
     neg = ((y_t == 0) & known)[idx].sum(0).float()

@@ -25,7 +25,7 @@ def pair_changes(src: str, trg: str) -> tuple[str | None, str | None]:
     return (None if trg == NORMAL else trg), (None if src == NORMAL else src)
 
 
-def _success(p: np.ndarray, thr: np.ndarray, findings: list[str], added: str | None,
+def success(p: np.ndarray, thr: np.ndarray, findings: list[str], added: str | None,
              removed: str | None) -> np.ndarray:
     """Bool over the leading axes of p (..., F)."""
     ok = np.ones(p.shape[:-1], bool)
@@ -43,13 +43,13 @@ def validity_summary(p_out: np.ndarray, p_src: np.ndarray, thresholds: np.ndarra
     """p_out (N, K, F) probabilities of the outputs, p_src (N, F) of their sources, p_real (M, F)."""
     thr = np.asarray(thresholds, dtype=np.float64)
     res: dict[str, float] = {}
-    res["validity"] = float(_success(p_out, thr, findings, added, removed).mean())
+    res["validity"] = float(success(p_out, thr, findings, added, removed).mean())
     if added is not None and removed is not None:
-        res["added_rate"] = float(_success(p_out, thr, findings, added, None).mean())
-        res["removed_rate"] = float(_success(p_out, thr, findings, None, removed).mean())
-    res["base_rate"] = float(_success(p_src, thr, findings, added, removed).mean())
+        res["added_rate"] = float(success(p_out, thr, findings, added, None).mean())
+        res["removed_rate"] = float(success(p_out, thr, findings, None, removed).mean())
+    res["base_rate"] = float(success(p_src, thr, findings, added, removed).mean())
     if p_real is not None and len(p_real):
-        res["real_rate"] = float(_success(p_real, thr, findings, added, removed).mean())
+        res["real_rate"] = float(success(p_real, thr, findings, added, removed).mean())
     shift = p_out - p_src[:, None, :]
     for j, f in enumerate(findings):
         res[f"prob_shift/{f}"] = float(shift[..., j].mean())

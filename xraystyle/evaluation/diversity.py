@@ -68,7 +68,8 @@ class LpipsAlex(torch.nn.Module):
             model.net.load_state_dict(trunk)
             lins = torch.load(lin_path, map_location="cpu", weights_only=True)
             loaded = model.load_state_dict(lins, strict=False)  # the trunk is loaded above
-            if loaded.unexpected_keys or any(k.startswith("lin") for k in loaded.missing_keys):
+            # "lins.N..." are aliases of "linN..." (a ModuleList of the same layers).
+            if loaded.unexpected_keys or any(k[:3] == "lin" and k[3:4].isdigit() for k in loaded.missing_keys):
                 raise RuntimeError(f"LPIPS layers do not match {lin_path.name}")
         except (RuntimeError, OSError) as exc:
             raise CheckpointError(alex_path, f"cannot build LPIPS from it ({str(exc).splitlines()[0][:150]})") from None

@@ -17,16 +17,20 @@ finding's polarity (+1 brighter, -1 darker, measured in calibration):
   finding's mean mask area: a local detector, since a nodule or an effusion occupies only
   part of where it can occur.
 
-The finding counts as changed when ``d > margin``.
+The finding counts as changed when ``d > margin``. A verdict also needs the patient kept:
+outside the prior's support, the mean absolute rank change between output and source must stay
+below ``anatomy_limit`` (the largest value seen between two acquisitions of one calibration
+patient, plus 25 %), so noise or another patient never passes as a counterfactual.
 
 Calibration (cached per finding, image size and preprocessing): ``n`` phantom patients are
 rendered with ``render_phantom`` with and without the finding, each under two independent
 random acquisitions (``draw_physics``: the generator may change exposure too), quantised and
 preprocessed exactly like cohort images. For adding, positives are (patient without, physics
 1) -> (same patient with the finding, physics 2) and negatives (without, 1) -> (without, 2);
-removal mirrors it. The first half of the patients fixes polarity, prior, k and the margins
-(Youden's J); the second half measures the oracle's sensitivity, specificity and balanced
-accuracy, reported with every evaluation.
+removal mirrors it. The first half of the patients fixes polarity, prior, k, the margins
+(Youden's J) and the anatomy limit; the second half measures the oracle's sensitivity,
+specificity and balanced accuracy, and how often the anatomy gate rejects a different
+patient, reported with every evaluation.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from .roc import balanced_accuracy, youden_threshold
 
 log = logging.getLogger(__name__)
 
-ORACLE_VERSION = 1
+ORACLE_VERSION = 2
 DIRECTIONS = ("add", "remove")
 _PHANTOM_ID = re.compile(r"^phantom-\d+$")
 
@@ -63,7 +67,7 @@ def is_phantom_manifest(manifest) -> bool:
 def rank_image(x: torch.Tensor) -> torch.Tensor:
     """Per-image percentile rank of each pixel, (N, S, S) or (N, 1, S, S) -> same shape, [0, 1]."""
     flat = x.reshape(x.shape[0], -1).float()
-    ranks = flat.argsort(dim=1).argsort(dim=1).float() / max(flat.shape[1] - 1, 1)
+    ranks = flat.argsort(dim=1, stable=True).argsort(dim=1).float() / max(flat.shape[1] - 1, 1)
     return ranks.reshape(x.shape)
 
 
@@ -98,6 +102,14 @@ class FindingModel:
     k: int  # pixels averaged by the add statistic
     prior: np.ndarray  # (S, S) share of calibration positives whose mask covers each pixel
     rules: dict[str, OracleRule]  # "add" / "remove"
+    anatomy_limit: float = float("inf")  # mean |rank change| outside the prior, same patient
+    anatomy_same_pass: float = float("nan")  # held-out: same patient, other physics, passes
+    anatomy_other_reject: float = float("nan")  # held-out: another patient is rejected
+
+
+def anatomy_change(out: torch.Tensor, src: torch.Tensor, outside: torch.Tensor) -> torch.Tensor:
+    """Mean |rank change| over ``outside`` ((S, S) bool) per pair."""
+    return (rank_image(out) - rank_image(src)).abs()[:, outside].mean(dim=1)
 
 
 @dataclass
@@ -135,9 +147,17 @@ class PhantomOracle:
         d = self.remove_statistic(out, src, finding, src_mask)
         return d > self.models[finding].rules["remove"].margin
 
-    def judge(self, out: torch.Tensor, src: torch.Tensor, added: str | None, removed: str | None,
-              src_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Bool per pair: every asked change happened. Shapes as in :meth:`removed`."""
+    def anatomy_kept(self, out: torch.Tensor, src: torch.Tensor, findings: list[str]) -> torch.Tensor:
+        """Bool per pair: outside every listed finding's prior, the patient is unchanged."""
+        outside = torch.ones(self.size, self.size, dtype=torch.bool)
+        for f in findings:
+            outside &= ~(self.prior(f) > 0)
+        limit = min(self.models[f].anatomy_limit for f in findings)
+        return anatomy_change(out, src, outside) <= limit
+
+    def changed(self, out: torch.Tensor, src: torch.Tensor, added: str | None, removed: str | None,
+                src_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Bool per pair: every asked change happened (anatomy not checked)."""
         ok = torch.ones(len(out), dtype=torch.bool)
         if added is not None:
             ok &= self.added(out, src, added)
@@ -145,8 +165,17 @@ class PhantomOracle:
             ok &= self.removed(out, src, removed, src_mask)
         return ok
 
+    def judge(self, out: torch.Tensor, src: torch.Tensor, added: str | None, removed: str | None,
+              src_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Bool per pair: the patient is kept and every asked change happened. Shapes as in
+        :meth:`removed`."""
+        kept = self.anatomy_kept(out, src, [f for f in (added, removed) if f is not None])
+        return kept & self.changed(out, src, added, removed, src_mask)
+
     def report(self) -> dict:
-        out = {f: {"polarity": m.polarity, "k": m.k, **{d: asdict(r) for d, r in m.rules.items()}}
+        out = {f: {"polarity": m.polarity, "k": m.k, **{d: asdict(r) for d, r in m.rules.items()},
+                   "anatomy": {"limit": m.anatomy_limit, "same_patient_pass": m.anatomy_same_pass,
+                               "other_patient_reject": m.anatomy_other_reject}}
                for f, m in self.models.items()}
         return {"findings": out, "protocol": self.calibration}
 
@@ -216,6 +245,17 @@ def calibrate_finding(finding: str, size: int, cfg: PreprocessConfig, n: int = 6
 
     for direction in DIRECTIONS:
         model.rules[direction] = _fit_rule(*stats(fit, direction), *stats(test, direction))
+
+    outside = ~(prior > 0)
+
+    def same_patient(sl):
+        return torch.cat([anatomy_change(img[o][sl], img[a][sl], outside)
+                          for a, o in (("A", "C"), ("A", "D"), ("B", "C"), ("B", "D"))])
+
+    model.anatomy_limit = float(same_patient(fit).max()) * 1.25
+    model.anatomy_same_pass = float((same_patient(test) <= model.anatomy_limit).float().mean())
+    other = anatomy_change(img["C"][test].roll(1, dims=0), img["A"][test], outside)  # patient i vs i-1
+    model.anatomy_other_reject = float((other > model.anatomy_limit).float().mean())
     return model
 
 
@@ -240,11 +280,15 @@ def load_oracle(findings: list[str], size: int, cfg: PreprocessConfig, *, n: int
             with np.load(path) as z:
                 meta = json.loads(str(z["meta"]))
                 models[f] = FindingModel(meta["polarity"], meta["k"], z["prior"],
-                                         {d: OracleRule(**r) for d, r in meta["rules"].items()})
+                                         {d: OracleRule(**r) for d, r in meta["rules"].items()},
+                                         meta["anatomy_limit"], meta["anatomy_same_pass"],
+                                         meta["anatomy_other_reject"])
             continue
         log.info("calibrating the phantom oracle for %s at %d px (%d patients)", f, size, n)
         m = models[f] = calibrate_finding(f, size, cfg, n=n, seed=seed, lung_source=lung_source)
-        meta = {"polarity": m.polarity, "k": m.k, "rules": {d: asdict(r) for d, r in m.rules.items()}}
+        meta = {"polarity": m.polarity, "k": m.k, "rules": {d: asdict(r) for d, r in m.rules.items()},
+                "anatomy_limit": m.anatomy_limit, "anatomy_same_pass": m.anatomy_same_pass,
+                "anatomy_other_reject": m.anatomy_other_reject}
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
         np.savez(tmp, prior=m.prior, meta=json.dumps(meta))

@@ -182,7 +182,9 @@ def _read_header(path: Path, fp: io.BufferedReader, allow_missing_preamble: bool
     # pydicom keeps short values when the file ends early; a declared length beyond the end
     # of the file is a truncated header or a corrupt length.
     for tag in list(hdr.keys()):
-        elem = hdr.get_item(tag)
+        # keep_deferred: without it pydicom converts value-less raw elements here, and a
+        # corrupt VR then raises NotImplementedError out of the reader.
+        elem = hdr.get_item(tag, keep_deferred=True)
         if (
             isinstance(elem, RawDataElement)
             and elem.length != _UNDEFINED_LENGTH

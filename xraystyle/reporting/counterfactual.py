@@ -57,7 +57,7 @@ class CounterfactualReport:
     technical: dict[str, Any]
     burned_in_annotation: bool
     sections: list[Section]
-    diff_limit: float  # shared symmetric scale of every difference map ([-1, 1] units)
+    diff_limit: float  # shared symmetric scale of every difference map ([-1, 1] units, robust)
     std_limit: float
     n_styles: int
     seed: int
@@ -147,10 +147,9 @@ def build_report(model, source: SourceImage, *, source_domain: str | None = None
         change = float(np.mean([np.abs(p.diff[valid]).mean() for p in panels]) * 50)
         sections.append(Section(target, action_title(source_domain, target), panels, std, change))
 
-    all_diffs = [np.abs(p.diff).max() for s in sections for p in s.panels]
-    diff_limit = _nice(max(all_diffs) if all_diffs else 0.0)
-    stds = [s.std.max() for s in sections if s.std is not None]
-    std_limit = _nice(max(stds) if stds else 0.0)
+    diffs = [np.abs(p.diff).ravel() for s in sections for p in s.panels]
+    diff_limit = _robust_limit(diffs)
+    std_limit = _robust_limit([s.std.ravel() for s in sections if s.std is not None])
 
     report = CounterfactualReport(
         source=src, valid=valid, source_sha256=source.sha256, source_domain=source_domain,
@@ -160,7 +159,7 @@ def build_report(model, source: SourceImage, *, source_domain: str | None = None
         provenance=[], notes=notes)
     if classifier is not None:
         _add_classifier(report, classifier, classifier_name, findings, model.domains)
-    report.provenance = _provenance(model, report, references, classifier_name)
+    report.provenance = _provenance(model, report, references, getattr(classifier, "identity", None))
     return report
 
 
@@ -174,7 +173,8 @@ def _add_classifier(report: CounterfactualReport, classifier, name, requested, d
         raise XrayStyleError(f"classifier returned probabilities of shape {probs.shape}, expected "
                              f"({len(images)}, {len(available)})")
     probs = probs[:, columns]
-    report.findings, report.classifier_name = chosen, name or type(classifier).__name__
+    report.findings = chosen
+    report.classifier_name = name or getattr(classifier, "name", None) or type(classifier).__name__
     report.source_probs = probs[0].tolist()
     row = 1
     for section in report.sections:
@@ -189,8 +189,19 @@ def _add_classifier(report: CounterfactualReport, classifier, name, requested, d
             section.key_shift = float(np.mean([p.probs[j] for p in section.panels]) - report.source_probs[j])
 
 
+# Colour scales cover this percentile of the values: a handful of extreme pixels (an edge, the
+# padding border) would otherwise stretch the scale and wash every map out to white.
+SCALE_PERCENTILE = 99.5
+
+
+def _robust_limit(values: list[np.ndarray]) -> float:
+    if not values:
+        return _nice(0.0)
+    return _nice(float(np.percentile(np.concatenate(values), SCALE_PERCENTILE)))
+
+
 def _nice(value: float) -> float:
-    """Round a colour-scale limit up to 1, 2 or 5 times a power of ten (at least 0.01)."""
+    """Round a colour-scale limit up to 1, 2, 2.5 or 5 times a power of ten (at least 0.01)."""
     value = max(float(value), 0.01)
     power = 10 ** np.floor(np.log10(value))
     for step in (1, 2, 2.5, 5, 10):
@@ -199,7 +210,7 @@ def _nice(value: float) -> float:
     return float(10 * power)
 
 
-def _provenance(model, report: CounterfactualReport, references, classifier_name) -> list[tuple[str, Any]]:
+def _provenance(model, report: CounterfactualReport, references, identity: str | None) -> list[tuple[str, Any]]:
     info = model_record(model)
     rows = [
         ("model checkpoint sha256", info["checkpoint_sha256"]),
@@ -214,7 +225,9 @@ def _provenance(model, report: CounterfactualReport, references, classifier_name
     ]
     for i, ref in enumerate(references, start=1):
         rows.append((f"reference {i} ({ref.domain}) sha256 (pixels)", ref.sha256))
-    if classifier_name or report.classifier_name:
-        rows.append(("classifier", classifier_name or report.classifier_name))
+    if report.classifier_name:
+        rows.append(("classifier", report.classifier_name))
+        if identity:
+            rows.append(("classifier weights id", identity))
     rows += [("xraystyle version", info["xraystyle_version"]), ("generated on (UTC date)", generated_on())]
     return rows

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from .. import __version__
 from ..errors import XrayStyleError
 from .provenance import SYNTHETIC_NOTICE, code_string, result_record

@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 from matplotlib import colormaps  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
-DISPLAY_TARGET = 256  # enlarge small model outputs to about this many pixels
+DISPLAY_TARGET = 192  # enlarge small model outputs to at least this many pixels
 DIFF_CMAP = "RdBu_r"  # red: brighter (denser) in the counterfactual, blue: darker
 STD_CMAP = "magma"
 MARK_FILL = (255, 176, 0)  # amber strip under synthetic images
@@ -30,7 +30,7 @@ SOURCE_FILL = (90, 90, 90)
 
 
 def display_scale(size: int) -> int:
-    """Integer nearest-neighbour enlargement for a ``size`` px image (1 for 256 px and up)."""
+    """Integer nearest-neighbour enlargement for a ``size`` px image (1 from 192 px up)."""
     return max(1, math.ceil(DISPLAY_TARGET / max(1, size)))
 
 
@@ -74,7 +74,7 @@ def _fit_font(draw: ImageDraw.ImageDraw, text: str, width: int, size: int, bold:
 def with_strip(rgb: np.ndarray, lines: tuple[str, ...], fill: tuple[int, int, int], ink=(0, 0, 0)) -> np.ndarray:
     """``rgb`` with a strip of centred text lines below it (first line bold), burned in."""
     w = rgb.shape[1]
-    sizes = [max(9, w // 15)] + [max(8, w // 22)] * (len(lines) - 1)
+    sizes = [max(13, w // 14)] + [max(10, w // 20)] * (len(lines) - 1)
     strip_h = sum(int(s * 1.3) for s in sizes) + 6
     canvas = Image.new("RGB", (w, rgb.shape[0] + strip_h), fill)
     canvas.paste(Image.fromarray(rgb), (0, 0))
@@ -110,17 +110,23 @@ def _figure_png(fig) -> bytes:
 
 
 def colorbar_png(vmin: float, vmax: float, cmap: str, label: str, end_labels: tuple[str, str] | None = None,
-                 width_in: float = 4.2) -> bytes:
-    """A horizontal colour bar, ticks in the given units, optional words at both ends."""
-    fig = plt.figure(figsize=(width_in, 0.95))
-    ax = fig.add_axes((0.08, 0.55, 0.84, 0.22))
+                 height_px: int = 192, extend: str = "neither") -> bytes:
+    """A vertical colour bar ``height_px`` tall (to stand beside a map), ticks in the given
+    units, optional words at the low and high ends; ``extend`` ("both", "max") draws the
+    arrow ends that say values beyond the scale are shown in the end colour."""
+    h = max(height_px, 120) / 100
+    fig = plt.figure(figsize=(1.25, h))
+    top, bottom = 1 - 0.22 / h, 0.22 / h
+    ax = fig.add_axes((0.12, bottom, 0.16, top - bottom))
     norm = matplotlib.colors.Normalize(vmin=vmin, vmax=vmax)
-    cb = fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), cax=ax, orientation="horizontal")
-    cb.set_label(label, fontsize=9, labelpad=2)
+    cb = fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), cax=ax, orientation="vertical",
+                      extend=extend)
+    cb.set_label(label, fontsize=8, labelpad=3)
     cb.ax.tick_params(labelsize=8)
     if end_labels:
-        ax.text(0, 1.25, end_labels[0], transform=ax.transAxes, ha="left", va="bottom", fontsize=8)
-        ax.text(1, 1.25, end_labels[1], transform=ax.transAxes, ha="right", va="bottom", fontsize=8)
+        pad = 0.06 if extend != "neither" else 0.02
+        ax.text(0.5, -pad, end_labels[0], transform=ax.transAxes, ha="center", va="top", fontsize=7.5)
+        ax.text(0.5, 1 + pad, end_labels[1], transform=ax.transAxes, ha="center", va="bottom", fontsize=7.5)
     return _figure_png(fig)
 
 
@@ -143,71 +149,102 @@ def _bar_colours(labels: list[str]) -> list[str]:
     return out
 
 
+def _bars(ax, findings: list[str], series: list[tuple[str, list[float]]], title: str) -> None:
+    n, m = len(findings), len(series)
+    width = min(0.8 / max(m, 1), 0.25)
+    x = np.arange(n)
+    for j, ((label, probs), colour) in enumerate(zip(series, _bar_colours([s[0] for s in series]))):
+        ax.bar(x + (j - (m - 1) / 2) * width, probs, width * 0.92, label=label, color=colour)
+    ax.set_xticks(x, findings, fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("probability", fontsize=8)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.axhline(0.5, color="#999999", lw=0.6, ls=":")
+    ax.set_title(title, fontsize=8.5)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+
+
 def probability_chart_png(findings: list[str], series: list[tuple[str, list[float]]], title: str) -> bytes:
     """Grouped bars: per finding, the classifier probability of the source and each
     counterfactual (``series`` = [(label, probabilities in ``findings`` order)])."""
-    n, m = len(findings), len(series)
-    width = min(0.8 / max(m, 1), 0.25)
-    fig, ax = plt.subplots(figsize=(max(4.6, 1.1 * n * max(1.0, m * 0.3) + 2.4), 2.9))
-    colours = _bar_colours([s[0] for s in series])
-    x = np.arange(n)
-    for j, ((label, probs), colour) in enumerate(zip(series, colours)):
-        ax.bar(x + (j - (m - 1) / 2) * width, probs, width * 0.92, label=label, color=colour)
-    ax.set_xticks(x, findings, fontsize=9)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("probability", fontsize=9)
-    ax.tick_params(axis="y", labelsize=8)
-    ax.axhline(0.5, color="#999999", lw=0.6, ls=":")
-    ax.set_title(title, fontsize=9.5)
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig, ax = plt.subplots(figsize=(max(4.6, 1.1 * len(findings) * max(1.0, len(series) * 0.3) + 2.4), 2.9))
+    _bars(ax, findings, series, title)
     fig.tight_layout()
     return _figure_png(fig)
 
 
-def write_pdf(report, path) -> None:
-    """One page per target domain (images, differences, variability, chart) and a provenance
-    page, via matplotlib's PdfPages. Every synthetic image carries the burned-in mark."""
-    from matplotlib.backends.backend_pdf import PdfPages
-
+def pdf_figures(report):
+    """The PDF pages as matplotlib figures: one per target domain (images with the burned-in
+    mark, differences on the shared scale, variability, classifier chart), then provenance."""
     from .provenance import SYNTHETIC_NOTICE
 
     scale = display_scale(report.source.shape[-1])
-    with PdfPages(path, metadata={"Title": "xraystyle counterfactual report", "Creator": "xraystyle",
-                                  "Producer": "xraystyle", "CreationDate": None, "ModDate": None}) as pdf:
-        for section in report.sections:
-            cols = 1 + len(section.panels)
-            fig, axes = plt.subplots(3, cols, figsize=(2.2 * cols, 7.6), squeeze=False)
-            fig.suptitle(f"{SYNTHETIC_NOTICE}\n{section.title}", fontsize=10, color="#a05a00")
-            axes[0, 0].imshow(source_panel(report.source, scale))
-            axes[0, 0].set_title("source", fontsize=8)
-            for j, panel in enumerate(section.panels, start=1):
-                axes[0, j].imshow(synthetic_panel(panel.image, scale))
-                axes[0, j].set_title(panel.label, fontsize=8)
-                im = axes[1, j].imshow(panel.diff * 50, cmap=DIFF_CMAP, vmin=-report.diff_limit * 50,
-                                       vmax=report.diff_limit * 50, interpolation="nearest")
-                axes[1, j].set_title(f"difference {panel.label}", fontsize=8)
-            fig.colorbar(im, ax=axes[1, :].tolist(), orientation="horizontal", fraction=0.05,
-                         label="counterfactual - source, % of display range")
-            if section.std is not None:
-                sm = axes[2, 0].imshow(section.std * 50, cmap=STD_CMAP, vmin=0, vmax=report.std_limit * 50,
-                                       interpolation="nearest")
-                axes[2, 0].set_title("style variability (std)", fontsize=8)
-                fig.colorbar(sm, ax=axes[2, 0], orientation="horizontal", fraction=0.08)
-            for ax in axes.ravel():
+    lim = report.diff_limit * 50
+    for section in report.sections:
+        cols = 1 + len(section.panels)
+        fig = plt.figure(figsize=(max(8.3, 2.0 * cols), 8.6))
+        grid = fig.add_gridspec(3, cols, height_ratios=[1.15, 1, 1], hspace=0.35, wspace=0.08,
+                                left=0.04, right=0.88, top=0.88, bottom=0.06)
+        fig.suptitle(f"{SYNTHETIC_NOTICE}\n{section.title} (target domain {section.target})", fontsize=10,
+                     color="#7a4500")
+        ax = fig.add_subplot(grid[0, 0])
+        ax.imshow(source_panel(report.source, scale))
+        ax.set_title("source", fontsize=8)
+        diff_axes = []
+        for j, panel in enumerate(section.panels, start=1):
+            ax = fig.add_subplot(grid[0, j])
+            ax.imshow(synthetic_panel(panel.image, scale))
+            ax.set_title(panel.label, fontsize=8)
+            ax = fig.add_subplot(grid[1, j])
+            im = ax.imshow(panel.diff * 50, cmap=DIFF_CMAP, vmin=-lim, vmax=lim, interpolation="nearest")
+            ax.set_title(f"difference {panel.label}", fontsize=8)
+            diff_axes.append(ax)
+        fig.colorbar(im, ax=diff_axes, orientation="vertical", fraction=0.03, pad=0.01, extend="both",
+                     label="counterfactual - source (% of display range)")
+        if section.std is not None:
+            ax = fig.add_subplot(grid[2, 0])
+            sm = ax.imshow(section.std * 50, cmap=STD_CMAP, vmin=0, vmax=report.std_limit * 50, interpolation="nearest")
+            ax.set_title("style variability (std, %)", fontsize=8)
+            fig.colorbar(sm, ax=ax, orientation="horizontal", fraction=0.06, pad=0.04, extend="max")
+        if report.findings:
+            ax = fig.add_subplot(grid[2, 2:] if cols > 3 else grid[2, 1:])
+            series = [("source", report.source_probs)] + [(p.label, p.probs) for p in section.panels]
+            _bars(ax, report.findings, series, f"{report.classifier_name}: probability per finding")
+        for ax in fig.axes:
+            if ax.images:
                 ax.set_xticks([])
                 ax.set_yticks([])
-                if not ax.images:
-                    ax.axis("off")
-            pdf.savefig(fig)
-            plt.close(fig)
-        fig = plt.figure(figsize=(8.3, 11.7))
-        fig.text(0.05, 0.95, "Provenance", fontsize=14, weight="bold", va="top")
-        fig.text(0.05, 0.92, SYNTHETIC_NOTICE, fontsize=10, color="#a05a00", va="top")
-        y = 0.88
-        for key, value in report.provenance:
-            fig.text(0.05, y, key, fontsize=8.5, va="top", weight="bold")
-            fig.text(0.35, y, str(value), fontsize=8.5, va="top", family="monospace", wrap=True)
-            y -= 0.025
-        pdf.savefig(fig)
-        plt.close(fig)
+        yield fig
+    fig = plt.figure(figsize=(8.3, 11.7))
+    fig.text(0.05, 0.95, "Provenance", fontsize=14, weight="bold", va="top")
+    fig.text(0.05, 0.92, SYNTHETIC_NOTICE, fontsize=10, color="#7a4500", va="top")
+    y = 0.88
+    for key, value in report.provenance:
+        fig.text(0.05, y, key, fontsize=8.5, va="top", weight="bold")
+        fig.text(0.38, y, str(value), fontsize=8, va="top")
+        y -= 0.025
+    yield fig
+
+
+def write_pdf(report, path) -> None:
+    """:func:`pdf_figures` through matplotlib's PdfPages."""
+    import logging
+
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    # Core PDF fonts write text as plain strings: small files, searchable and checkable text.
+    # Their AFM metrics only come in weight "medium", which font_manager reports as a warning
+    # per text object ("Failed to find font weight normal for Helvetica"): noise, silenced here.
+    fm_log = logging.getLogger("matplotlib.font_manager")
+    level = fm_log.level
+    fm_log.setLevel(logging.ERROR)
+    try:
+        with plt.rc_context({"pdf.use14corefonts": True, "axes.unicode_minus": False}), \
+                PdfPages(path, metadata={"Title": "xraystyle counterfactual report", "Creator": "xraystyle",
+                                         "Producer": "xraystyle", "CreationDate": None, "ModDate": None}) as pdf:
+            for fig in pdf_figures(report):
+                pdf.savefig(fig)
+                plt.close(fig)
+    finally:
+        fm_log.setLevel(level)

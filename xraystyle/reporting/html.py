@@ -27,7 +27,7 @@ CSS = """
 body { margin: 0; font: 14px/1.45 "DejaVu Sans", "Helvetica Neue", Arial, sans-serif; color: var(--ink); background: var(--bg); }
 .banner { background: var(--amber); color: #000; font-weight: bold; padding: 10px 24px; font-size: 15px; }
 .banner span { font-weight: normal; }
-main { padding: 8px 24px 24px; max-width: 1500px; }
+main { padding: 4px 16px 16px; }
 h1 { font-size: 22px; margin: 14px 0 2px; }
 h2 { font-size: 18px; margin: 0 0 2px; }
 h3 { font-size: 14px; margin: 14px 0 6px; color: var(--muted); text-transform: uppercase; letter-spacing: .04em; }
@@ -36,9 +36,11 @@ section { background: #fff; border: 1px solid var(--line); border-radius: 6px; p
 .row { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
 figure { margin: 0; }
 figure img { display: block; border: 1px solid var(--line); image-rendering: pixelated; }
-figcaption { font-size: 12px; color: var(--muted); margin-top: 3px; max-width: 260px; }
+img[data-panel$="colorbar"], img[data-panel="classifier-chart"] { border: none; image-rendering: auto; }
+figcaption { font-size: 12px; color: var(--muted); margin-top: 3px; max-width: 200px; }
 figcaption b { color: var(--ink); }
-.slot { flex: none; }
+.grid { display: grid; gap: 6px 12px; align-items: start; overflow-x: auto; padding-bottom: 4px; }
+.grid .span { grid-column: 1 / -1; margin-bottom: 0; }
 table { border-collapse: collapse; font-size: 13px; }
 th, td { border-bottom: 1px solid var(--line); padding: 4px 10px 4px 0; text-align: left; vertical-align: top; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
@@ -123,21 +125,15 @@ def _source_section(report: CounterfactualReport, scale: int) -> str:
     return "".join(parts)
 
 
-def _scales(report: CounterfactualReport) -> str:
-    lim = report.diff_limit * 50
-    parts = ["<section data-section=\"scales\"><h2>How to read the maps</h2>",
-             "<p class=\"lede\">Difference = counterfactual &minus; source, in % of the display range "
-             "(black to white = 100 %). All difference maps in this report share the scale below; red "
-             "areas became brighter (denser) in the counterfactual, blue areas darker.</p><div class=\"row\">",
-             figure(figures.colorbar_png(-lim, lim, figures.DIFF_CMAP, "counterfactual - source (% of display range)",
-                                         ("darker", "brighter")), "difference colour scale", "diff-colorbar")]
-    if any(s.std is not None for s in report.sections):
-        slim = report.std_limit * 50
-        parts.append(figure(figures.colorbar_png(0, slim, figures.STD_CMAP, "std over latent styles (% of display range)",
-                                                 ("same in every style", "varies")),
-                            "variability colour scale", "std-colorbar"))
-    parts.append("</div></section>")
-    return "".join(parts)
+def _how_to_read(report: CounterfactualReport) -> str:
+    return ("<section data-section=\"how-to-read\"><h2>How to read this report</h2><p class=\"lede\">"
+            "Each target section shows the source and its counterfactuals, then the signed difference "
+            "<i>counterfactual &minus; source</i> in % of the display range (black to white = 100 %): red "
+            "areas became brighter (denser), blue areas darker. All difference maps of this report share one "
+            f"symmetric scale, &plusmn;{report.diff_limit * 50:g} %, set to cover 99.5 % of the differences; "
+            "the few larger ones show in the end colours (the arrow ends of the colour bar). The style "
+            "variability map is the pixelwise standard deviation over the latent styles: bright where the "
+            "styles disagree.</p></section>")
 
 
 def _prob_table(report: CounterfactualReport, section: Section) -> str:
@@ -154,7 +150,7 @@ def _prob_table(report: CounterfactualReport, section: Section) -> str:
 
 
 def _target_section(report: CounterfactualReport, section: Section, scale: int) -> str:
-    lim = report.diff_limit
+    lim, side = report.diff_limit, report.source.shape[-1] * scale
     n_lat = sum(p.mode == "latent" for p in section.panels)
     n_ref = len(section.panels) - n_lat
     what = f"{n_lat} latent style{'s' if n_lat != 1 else ''}" + (f", {n_ref} reference{'s' if n_ref != 1 else ''}" if n_ref else "")
@@ -166,7 +162,10 @@ def _target_section(report: CounterfactualReport, section: Section, scale: int) 
     if section.key_shift is not None:
         parts.append(f"<div><b class=\"{_shift_class(section.key_shift)}\">{section.key_shift:+.3f}</b>"
                      f"mean change of p({e(section.key_finding)})</div>")
-    parts.append("</div><h3>Counterfactuals</h3><div class=\"row\">")
+    # One grid: each difference map sits under its counterfactual, the colour bar at the row's end.
+    columns = len(section.panels) + 2
+    parts.append(f"</div><div class=\"grid\" style=\"grid-template-columns: repeat({columns}, max-content)\">"
+                 "<h3 class=\"span\">Counterfactuals</h3>")
     parts.append(figure(figures.png(figures.source_panel(report.source, scale)), "source image", "source",
                         "<b>source</b>"))
     for p in section.panels:
@@ -174,15 +173,16 @@ def _target_section(report: CounterfactualReport, section: Section, scale: int) 
                else f"style of reference {e(p.label[3:])} (sha256 {e(p.reference_sha256[:8])})")
         parts.append(figure(figures.png(figures.synthetic_panel(p.image, scale)), f"counterfactual {p.label}",
                             f"counterfactual-{p.mode}", f"<b>{e(p.label)}</b> &middot; {how}"))
-    parts.append("</div><h3>Differences (counterfactual &minus; source, shared scale)</h3><div class=\"row\">")
-    # An empty slot under the source keeps each difference map under its counterfactual.
-    parts.append(f"<div class=\"slot\" style=\"width:{report.source.shape[-1] * scale + 2}px\"></div>")
+    parts.append("<div></div><h3 class=\"span\">Difference: counterfactual &minus; source (shared scale)</h3><div></div>")
     for p in section.panels:
         change = float(abs(p.diff[report.valid]).mean() * 50)
         parts.append(figure(figures.png(figures.colour_rgb(p.diff, -lim, lim, figures.DIFF_CMAP, scale)),
                             f"difference {p.label}", "difference",
                             f"<b>{e(p.label)}</b> &middot; mean |change| {_pct(change)}, "
                             f"max {_pct(float(abs(p.diff).max() * 50))}"))
+    parts.append(figure(figures.colorbar_png(-lim * 50, lim * 50, figures.DIFF_CMAP, "% of display range",
+                                             ("darker", "brighter"), side, extend="both"), "difference colour scale",
+                        "diff-colorbar"))
     parts.append("</div>")
     extras = []
     if section.std is not None:
@@ -190,11 +190,13 @@ def _target_section(report: CounterfactualReport, section: Section, scale: int) 
                              "style variability", "variability",
                              f"<b>style variability</b> &middot; pixelwise std over the {n_lat} latent styles "
                              f"(mean {_pct(float(section.std[report.valid].mean() * 50))})"))
-    refs = [p for p in section.panels if p.reference_image is not None]
-    for p in refs:
+        extras.append(figure(figures.colorbar_png(0, report.std_limit * 50, figures.STD_CMAP, "std, % of display range",
+                                                  None, side, extend="max"), "variability colour scale",
+                                    "std-colorbar"))
+    for p in (p for p in section.panels if p.reference_image is not None):
         extras.append(figure(figures.png(figures.grey_rgb(p.reference_image, scale)), f"reference {p.label}",
                              "reference", f"<b>reference {e(p.label[3:])}</b> &middot; real image of "
-                             f"{e(section.target)}, whose style was used"))
+                             f"{e(section.target)} whose style was used"))
     if report.findings:
         series = [("source", report.source_probs)] + [(p.label, p.probs) for p in section.panels]
         chart = figures.probability_chart_png(report.findings, series,
@@ -222,7 +224,7 @@ def render_report(report: CounterfactualReport) -> str:
     body = [f"<h1>Counterfactual report &middot; source {e(report.short_hash)}</h1>",
             f"<p class=\"lede\">Counterfactuals towards {e(targets)}: what the model changes when a finding "
             "is added or removed, and how much a classifier's belief moves.</p>",
-            _source_section(report, scale), _scales(report)]
+            _source_section(report, scale), _how_to_read(report)]
     body += [_target_section(report, s, scale) for s in report.sections]
     body.append(_provenance_section(report))
     body.append(f"<footer>{e(SYNTHETIC_NOTICE)}. Generated by xraystyle.</footer>")
@@ -251,9 +253,9 @@ def render_index(entries: Sequence[dict[str, Any]], targets: Sequence[str], has_
     ``entries``: dicts with ``href``, ``hash``, ``domain`` and per target ``change:<t>`` and
     ``shift:<t>`` (None where not applicable).
     """
-    head = "".join(f"<th class=\"num\">{e(t)}<br>mean |change|</th>" for t in targets)
+    head = "".join(f"<th class=\"num\">to {e(t)}<br>mean |change|</th>" for t in targets)
     if has_classifier:
-        head += "".join(f"<th class=\"num\">{e(t)}<br>&Delta;p</th>" for t in targets)
+        head += "".join(f"<th class=\"num\">to {e(t)}<br>&Delta;p</th>" for t in targets)
     rows = []
     for entry in entries:
         cells = "".join(f"<td class=\"num\">{'' if entry.get('change:' + t) is None else _pct(entry['change:' + t])}</td>"

@@ -28,7 +28,8 @@ def config_sha256(cfg) -> str:
     """sha256 of the run config as canonical JSON (sorted keys)."""
     from ..config import to_dict
 
-    text = json.dumps(to_dict(cfg), sort_keys=True, separators=(",", ":"), default=str)
+    data = cfg if isinstance(cfg, dict) else to_dict(cfg)
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -36,7 +37,7 @@ def model_record(model) -> dict[str, Any]:
     """What identifies a trained model: checkpoint and config hashes, step, domains."""
     return {
         "checkpoint_sha256": model.checkpoint_sha256,
-        "config_sha256": config_sha256(model.cfg),
+        "config_sha256": config_sha256(getattr(model, "config_dict", None) or model.cfg),
         "step": int(model.step),
         "domains": list(model.domains),
         "img_size": int(model.cfg.model.img_size),

@@ -38,6 +38,9 @@ def _atomic_write(path: Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # disk full, quota, permissions: name the file, keep the old one
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(path, f"cannot write checkpoint ({exc.strerror or exc})") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -120,10 +123,13 @@ def load_checkpoint(path: str | Path, expected_sha256: str | None = None) -> dic
     try:
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        text = str(exc)
+        if "Unsupported global" in text:  # a pickle that names a callable: refused, never run
             reason = "refused: checkpoint contains pickled objects that are not plain weights"
+        elif "WeightsUnpickler error" in text:
+            reason = "not a readable checkpoint (not a torch file, or corrupted)"
         else:
+            first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
             reason = f"not a readable checkpoint ({first[:120]})"
         raise CheckpointError(path, reason) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
