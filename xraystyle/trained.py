@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -22,7 +22,7 @@ class TrainedModel:
     step: int
     checkpoint: Path
     checkpoint_sha256: str
-    config_dict: dict  # the config exactly as stored in the checkpoint (stable for hashing)
+    config_dict: dict = field(default_factory=dict)  # the config as stored in the checkpoint (stable hash)
 
     def domain_index(self, name: str) -> int:
         if name not in self.domains:

@@ -18,9 +18,15 @@ def _env(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # no cached hub weights
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def session_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("eval-cache")
+    """Also the cache of the session fixtures below (set before any of them runs), so nothing,
+    not even the phantom's lung-mask bank, is written to the home folder."""
+    root = tmp_path_factory.mktemp("eval-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XRAYSTYLE_CACHE", str(root))
+        mp.setenv("TORCH_HOME", str(root / "torch-home"))
+        yield root
 
 
 @pytest.fixture(scope="session")

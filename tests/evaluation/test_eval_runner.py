@@ -190,3 +190,15 @@ def test_trained_checkpoint_and_domain_checks(phantom_manifest, clf, classifier_
     other.findings = ["nodule"]  # a judge that cannot see the model's finding
     with pytest.raises(XrayStyleError, match="does not predict 'effusion'"):
         run_evaluation(model, phantom_manifest, other, EvalOptions(**OPTS), cache_dir=session_cache)
+
+
+def test_multi_label_models_are_refused_in_one_line():
+    from xraystyle.errors import ConfigError
+    from xraystyle.evaluation.runner import as_model_view
+
+    multi = load_config(resolve_config("tiny"), {"model.conditioning": "set-additive",
+                                                 "domains": ["effusion", "nodule"]})
+    with pytest.raises(ConfigError, match="multi-label"):
+        as_model_view(_nets(_Identity()), cfg=multi)
+    with pytest.raises(ConfigError, match="include G, F and E"):
+        as_model_view({"G": _Identity()}, cfg=CFG)

@@ -145,3 +145,18 @@ def test_unreadable_images_are_counted_and_limited(tiny_cfg, png_cohort, tmp_pat
         train(tiny_cfg, tmp_path / "run", png_cohort, tmp_path)
     tiny_cfg.data.max_bad_fraction = 0.1
     assert train(tiny_cfg, tmp_path / "run", png_cohort, tmp_path).step == 4
+
+
+def test_periodic_evaluation_writes_into_stats(tiny_cfg, png_cohort, tmp_path):
+    from xraystyle.evaluation.classifier_train import train_classifier
+
+    clf = tmp_path / "clf.pt"
+    train_classifier(png_cohort, ["effusion"], clf, arch="small", epochs=1, size=32, batch_size=8,
+                     device="cpu", cache_dir=tmp_path / "cache", progress=False)
+    tiny_cfg.eval.every, tiny_cfg.eval.classifier, tiny_cfg.eval.split = 2, str(clf), "test"
+    tiny_cfg.eval.limit, tiny_cfg.eval.n_styles = 2, 2
+    train(tiny_cfg, tmp_path / "run", png_cohort, tmp_path)
+    lines = [json.loads(line) for line in (tmp_path / "run" / "stats.jsonl").read_text().splitlines()]
+    evals = [line for line in lines if any(k.startswith("eval/") for k in line)]
+    assert [e["step"] for e in evals] == [2, 4]
+    assert any("validity" in k for k in evals[0])

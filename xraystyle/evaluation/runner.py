@@ -265,11 +265,12 @@ def run_evaluation(model_like, manifest: Manifest | str | Path, classifier, opti
         row: dict[str, Any] = {"source": s, "target": t, "mode": mode, "n_sources": len(src_set),
                                "n_styles": K, "n_real_target": len(reals[t])}
         if len(src_set) == 0:
-            log.warning("no %s images of split %s labelled %s: pair %s -> %s skipped", opt.split, opt.split, s, s, t)
+            log.warning("no images of split %s labelled %s: pair %s -> %s skipped", opt.split, s, s, t)
             rows.append(row)
             continue
         if mode == "reference" and len(pools[t]) == 0:
-            log.warning("no %s images labelled %s to draw references from: %s -> %s skipped", opt.split, t, s, t)
+            log.warning("no images of split %s labelled %s to draw references from: %s -> %s skipped",
+                        opt.split, t, s, t)
             rows.append(row)
             continue
         row.update(_evaluate_pair(model, judges, src_set, pools[t], real_arr[t], reals[t], s, t, mode,

@@ -124,10 +124,10 @@ def load_checkpoint(path: str | Path, expected_sha256: str | None = None) -> dic
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
         text = str(exc)
-        if "Unsupported global" in text:  # a pickle that names a callable: refused, never run
-            reason = "refused: checkpoint contains pickled objects that are not plain weights"
-        elif "WeightsUnpickler error" in text:
+        if "Unsupported operand" in text:  # bytes that are not a pickle at all
             reason = "not a readable checkpoint (not a torch file, or corrupted)"
+        elif "Weights only load failed" in text:  # a pickle naming callables/classes: never run
+            reason = "refused: checkpoint contains pickled objects that are not plain weights"
         else:
             first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
             reason = f"not a readable checkpoint ({first[:120]})"

@@ -71,6 +71,23 @@ class TrainConfig:
 
 
 @dataclass
+class EvalConfig:
+    """Evaluation during training (xraystyle.evaluation.evaluate_model on the EMA networks)."""
+
+    every: int = 0  # steps between evaluations; 0 = off
+    classifier: str | None = None  # classifier spec: xrv:<weights> or a classifier .pt
+    split: str = "val"
+    limit: int = 16  # source images per domain pair
+    n_styles: int = 4
+
+    def __post_init__(self):
+        check(self.every >= 0, "eval.every", "must be >= 0 (0 = off)")
+        check(self.every == 0 or self.classifier, "eval.classifier", "needed when eval.every > 0")
+        check(self.split in ("train", "val", "test"), "eval.split", "must be train, val or test")
+        check(self.limit >= 1 and self.n_styles >= 1, "eval.limit/n_styles", "must be >= 1")
+
+
+@dataclass
 class RunConfig:
     domains: list[str] = field(default_factory=lambda: ["normal", "effusion"])
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -78,6 +95,7 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self):
         multi = self.multi_label

@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 
 # Keys that may change between a run and its resumption (schedules of the loop, not the maths).
 RESUMABLE_KEYS = {"train.iters", "train.log_every", "train.sample_every", "train.ckpt_every",
-                  "train.keep_ckpts", "train.mode", "data.workers", "data.max_bad_fraction"}
+                  "train.keep_ckpts", "train.mode", "data.workers", "data.max_bad_fraction",
+                  "eval.every", "eval.classifier", "eval.split", "eval.limit", "eval.n_styles"}
 
 
 @dataclass
@@ -168,6 +169,20 @@ def _fixed_sample_inputs(data: TrainData, cfg: RunConfig, device: torch.device):
     return x_src, [torch.from_numpy(y).to(device) for y in targets], refs, z
 
 
+def _periodic_eval(cfg: RunConfig, manifest, state: TrainState, cache_dir: Path):
+    """A function scoring the current EMA networks (flat scalars for stats.jsonl)."""
+    from ..evaluation import evaluate_model, load_classifier
+
+    classifier = load_classifier(cfg.eval.classifier, device=next(state.ema.parameters()).device)
+
+    def evaluate() -> dict[str, float]:
+        return evaluate_model(state.ema, manifest, classifier, cfg=cfg, split=cfg.eval.split,
+                              n_styles=cfg.eval.n_styles, limit=cfg.eval.limit, seed=cfg.train.seed,
+                              cache_dir=cache_dir.parent)
+
+    return evaluate
+
+
 def training_loop(cfg: RunConfig, run_dir: Path, manifest, *, cache_dir: Path, accel: Accel,
                   resume: bool = False, info: DistInfo = DistInfo(), progress: bool = True) -> "TrainResult":
     """Train to ``cfg.train.iters`` total steps (or until SIGINT/SIGTERM)."""
@@ -189,6 +204,7 @@ def training_loop(cfg: RunConfig, run_dir: Path, manifest, *, cache_dir: Path, a
                          augment=cfg.data.augment, rank=info.rank, world=info.world)
     grad_sync = make_grad_sync(info)
     samples = _fixed_sample_inputs(data, cfg, accel.device) if info.is_main else None
+    evaluate = _periodic_eval(cfg, manifest, state, cache_dir) if info.is_main and cfg.eval.every else None
 
     t = cfg.train
     start, stop = state.step, t.iters
@@ -242,6 +258,9 @@ def training_loop(cfg: RunConfig, run_dir: Path, manifest, *, cache_dir: Path, a
                                      "cyc": f"{terms['G/latent_cyc']:.3f}"}, refresh=False)
             if info.is_main and (done % t.sample_every == 0 or last):
                 write_grids(run_dir / "samples", done, *sample_grids(state.ema, *samples))
+            if evaluate is not None and done % cfg.eval.every == 0:
+                with open(run_dir / "stats.jsonl", "a") as fh:
+                    fh.write(json.dumps({"step": done, **evaluate()}) + "\n")
             stop_now = broadcast_flag(stopper.received is not None, info, accel.device)
             if done % t.ckpt_every == 0 or last or stop_now:
                 check_finite()
