@@ -19,7 +19,12 @@ $(STAMP): pyproject.toml
 # Phantom cohort -> StarGAN v2 training (CPU-sized) -> sample grids in $(DEMO_OUT)/samples.
 demo: $(STAMP)
 	$(PY) -m xraystyle train --domains normal,effusion --config demo --out $(DEMO_OUT) $(if $(wildcard $(DEMO_OUT)/checkpoints/index.json),--resume,)
+	test -f $(DEMO_OUT)/unseen/manifest.csv || $(PY) -m xraystyle cohort phantom --out $(DEMO_OUT)/unseen \
+		--n 4 --size 64 --seed 7 --findings effusion --prevalence effusion=0.5
+	$(PY) -m xraystyle report --checkpoint $(DEMO_OUT) --manifest $(DEMO_OUT)/unseen/manifest.csv \
+		--limit 4 --n-styles 3 --out $(DEMO_OUT)/report
 	@echo "sample grids: $$(ls $(DEMO_OUT)/samples/latent_*.png | tail -n 1) and $$(ls $(DEMO_OUT)/samples/reference_*.png | tail -n 1)"
+	@echo "counterfactual reports (unseen phantoms): $(DEMO_OUT)/report/index.html"
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -160,3 +160,23 @@ def test_periodic_evaluation_writes_into_stats(tiny_cfg, png_cohort, tmp_path):
     evals = [line for line in lines if any(k.startswith("eval/") for k in line)]
     assert [e["step"] for e in evals] == [2, 4]
     assert any("validity" in k for k in evals[0])
+
+
+def test_resume_accepts_checkpoint_lacking_newer_default_keys(tiny_cfg, png_cohort, tmp_path):
+    import io
+
+    from xraystyle.training.checkpoint import INDEX
+
+    run = tmp_path / "run"
+    tiny_cfg.train.iters = 2
+    train(tiny_cfg, run, png_cohort, tmp_path)
+    # Simulate a snapshot written before the "eval" section existed.
+    path = run / "checkpoints" / "step_0000002.pt"
+    payload = torch.load(path, weights_only=True)
+    del payload["config"]["eval"]
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    path.write_bytes(buf.getvalue())
+    (run / "checkpoints" / INDEX).unlink()  # the old checksum no longer applies
+    tiny_cfg.train.iters = 3
+    assert train(tiny_cfg, run, png_cohort, tmp_path, resume=True).step == 3

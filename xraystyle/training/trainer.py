@@ -25,7 +25,7 @@ import yaml
 from torch import nn
 from tqdm import tqdm
 
-from ..config import to_dict
+from ..config import from_dict, to_dict
 from ..data.cache import build_tensor_cache
 from ..data.fetcher import BatchFetcher, iterate_batches
 from ..data.sampling import BalancedStepSampler, SetStepSampler
@@ -133,7 +133,9 @@ def _restore(state: TrainState, cfg: RunConfig, run_dir: Path, manifest_hash: st
     if found is None:
         raise CheckpointError(run_dir, "--resume given but the run folder has no readable checkpoint")
     payload, path = found
-    diff = [k for k in config_diff(payload["config"], to_dict(cfg)) if k not in RESUMABLE_KEYS]
+    # Fill keys that a checkpoint from an older version lacks with their defaults before diffing.
+    saved = to_dict(from_dict(RunConfig, payload["config"]))
+    diff = [k for k in config_diff(saved, to_dict(cfg)) if k not in RESUMABLE_KEYS]
     if diff:
         raise ConfigError(f"{path}: cannot resume with a different config; differing keys: {', '.join(diff)}")
     if payload.get("manifest_hash") != manifest_hash:
