@@ -27,7 +27,7 @@ demo: $(STAMP)
 	@echo "counterfactual reports (unseen phantoms): $(DEMO_OUT)/report/index.html"
 
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -p no:cacheprovider
 
 clean-demo:
 	rm -rf $(DEMO_OUT)

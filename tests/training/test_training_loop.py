@@ -180,3 +180,12 @@ def test_resume_accepts_checkpoint_lacking_newer_default_keys(tiny_cfg, png_coho
     (run / "checkpoints" / INDEX).unlink()  # the old checksum no longer applies
     tiny_cfg.train.iters = 3
     assert train(tiny_cfg, run, png_cohort, tmp_path, resume=True).step == 3
+
+
+def test_stats_are_interval_means_and_lazy_r1_is_reported(tiny_cfg, png_cohort, tmp_path):
+    tiny_cfg.loss.r1_interval, tiny_cfg.train.log_every = 2, 2
+    train(tiny_cfg, tmp_path / "run", png_cohort, tmp_path)
+    stats = [json.loads(line) for line in (tmp_path / "run" / "stats.jsonl").read_text().splitlines()]
+    # steps 0 and 2 apply R1; each logged interval (2 steps) holds one of them
+    assert [s["step"] for s in stats] == [2, 4]
+    assert all(s["D/latent_r1"] is not None and s["D/latent_r1"] > 0 for s in stats)

@@ -212,6 +212,7 @@ def training_loop(cfg: RunConfig, run_dir: Path, manifest, *, cache_dir: Path, a
     start, stop = state.step, t.iters
     last_ckpt: Path | None = None
     pending: list[dict[str, torch.Tensor]] = []
+    pending_steps: list[int] = []  # the step index each entry of ``pending`` was computed at
     stopper = StopSignal()
     bar = tqdm(total=stop, initial=start, desc="train", unit="it", disable=not (progress and info.is_main),
                dynamic_ncols=True)
@@ -238,10 +239,18 @@ def training_loop(cfg: RunConfig, run_dir: Path, manifest, *, cache_dir: Path, a
             bad = [k for i, k in enumerate(keys) if not torch.isfinite(values[:, i]).all()]
             where = f"; last good checkpoint: {last_ckpt}" if last_ckpt else ""
             raise TrainingError(f"non-finite loss ({', '.join(bad)}) before step {state.step}{where}")
-        return dict(zip(keys, values[-1].tolist()))
+        # Means over the interval; R1 terms over the steps that applied R1 (lazy R1 skips some).
+        applied = torch.tensor([s % cfg.loss.r1_interval == 0 for s in pending_steps], dtype=torch.bool)
+        pending_steps.clear()
+        out: dict[str, float | None] = {}
+        for i, k in enumerate(keys):
+            column = values[applied, i] if k.endswith("_r1") else values[:, i]
+            out[k] = column.mean().item() if len(column) else None
+        return out
 
     with stopper.installed():
         for step, batch in iterate_batches(fetch, start, stop, accel.device, prefetch=accel.prefetch):
+            pending_steps.append(state.step)
             pending.append(train_step(state, fwd, batch, cfg, accel, grad_sync))
             done = state.step
             last = done == stop
@@ -251,7 +260,7 @@ def training_loop(cfg: RunConfig, run_dir: Path, manifest, *, cache_dir: Path, a
                 rate = (done - step_log) / max(now - t_log, 1e-9)
                 t_log, step_log = now, done
                 if info.is_main:
-                    record = {"step": done, **{k: round(v, 6) for k, v in terms.items()},
+                    record = {"step": done, **{k: None if v is None else round(v, 6) for k, v in terms.items()},
                               "lambda_ds": lambda_ds_at(cfg.loss, done - 1), "it_per_s": round(rate, 4)}
                     with open(run_dir / "stats.jsonl", "a") as fh:
                         fh.write(json.dumps(record) + "\n")
