@@ -136,3 +136,25 @@ def test_multilabel_synthesis_takes_finding_sets(tmp_path):
     assert not torch.equal(outs["effusion"][0], outs["effusion+nodule"][0])
     with pytest.raises(XrayStyleError, match="unknown finding 'mass'"):
         model.target_label("effusion+mass")
+
+
+def test_synth_cli_relative_edits_on_finding_sets(tmp_path, monkeypatch):
+    monkeypatch.setenv("XRAYSTYLE_CACHE", str(tmp_path / "cache"))
+    m = write_multilabel_cohort(tmp_path / "c")
+    cfg = load_config(resolve_config("tiny"), {"domains": ["effusion", "nodule"], "model.conditioning": "set-additive"})
+    training_loop(cfg, tmp_path / "run", m, cache_dir=tmp_path / "cache",
+                  accel=make_accel("reference", torch.device("cpu")), progress=False)
+    runner = CliRunner()
+    src = m.root / "img" / "0.png"
+    base = ["synth", "--checkpoint", str(tmp_path / "run"), "--source", str(src), "--no-progress"]
+    r = runner.invoke(app, [*base, "--out", str(tmp_path / "a"), "--source-findings", "effusion",
+                            "--add", "nodule", "--remove", "effusion"])
+    assert r.exit_code == 0, r.output
+    assert [p.name for p in (tmp_path / "a").glob("*.png")][0].split("_to-")[1].startswith("nodule_")
+    r = runner.invoke(app, [*base, "--out", str(tmp_path / "b"), "--target", "effusion+nodule"])
+    assert r.exit_code == 0, r.output
+    assert "_to-effusion+nodule_" in [p.name for p in (tmp_path / "b").glob("*.png")][0]
+    r = runner.invoke(app, [*base, "--out", str(tmp_path / "c2"), "--add", "nodule", "--target", "effusion"])
+    assert r.exit_code == 1 and "do not combine" in r.output
+    r = runner.invoke(app, [*base, "--out", str(tmp_path / "d"), "--add", "mass"])
+    assert r.exit_code == 1 and "unknown finding 'mass'" in r.output

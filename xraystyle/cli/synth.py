@@ -28,10 +28,16 @@ def synth(
     restore_geometry: Annotated[bool, typer.Option("--restore-geometry", help="Map outputs back to each source's shape and grey levels.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")] = 8,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    add: Annotated[Optional[str], typer.Option("--add", help="Multi-label: findings to add to the source's set (comma-separated).")] = None,
+    remove: Annotated[Optional[str], typer.Option("--remove", help="Multi-label: findings to remove from the source's set.")] = None,
+    source_findings: Annotated[Optional[str], typer.Option("--source-findings", help="Multi-label: the source's findings for --add/--remove (comma-separated; others absent).")] = None,
     keep_source_names: Annotated[bool, typer.Option("--keep-source-names", help="Put input paths in index.csv and error lines (they may hold identifiers).")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
 ) -> None:
     """Translate SOURCE images to --target (K latent styles) or to the style of --reference.
+
+    Multi-label models take finding sets: --target effusion+nodule (normal = the empty set), or
+    relative edits --add nodule --remove effusion applied to --source-findings.
 
     Outputs are named by a hash of the source pixels, never by file name or DICOM tags:
     src-<hash>_to-<target>_z<k>.png|.dcm plus a provenance <name>.json, and index.csv.
@@ -48,7 +54,13 @@ def synth(
     from ..trained import load_trained_model
     from ..training.accel import resolve_device
 
-    if (target is None) == (reference is None):
+    names = lambda text: [n.strip() for n in (text or "").split(",") if n.strip()]  # noqa: E731
+    relative = bool(add or remove)
+    if relative and (target is not None or reference is not None):
+        fail("--add/--remove edit the source's finding set; do not combine them with --target or --reference")
+    if source_findings is not None and not relative:
+        fail("--source-findings goes with --add/--remove")
+    if not relative and (target is None) == (reference is None):
         fail("give either --target DOMAIN (latent-guided) or --reference IMAGE (reference-guided)")
     if reference is None and (reference_domain or reference_manifest):
         fail("--reference-domain and --reference-manifest need --reference")
@@ -66,6 +78,10 @@ def synth(
         fail("--size and --restore-geometry exclude each other")
 
     model = load_trained_model(checkpoint, device=resolve_device(device))
+    if relative:  # one finding set for all sources: --source-findings with the edits applied
+        edited = model.finding_set(names(add), base=model.finding_set(names(source_findings)),
+                                   absent=names(remove))
+        target = "+".join(d for d, v in zip(model.domains, edited[0].tolist()) if v == 1.0) or "normal"
     ref = None
     if target is not None:
         model.target_label(target)
