@@ -103,6 +103,7 @@ class RunConfig:
             check(len(self.domains) >= 1, "domains", "name at least one finding")
             check("normal" not in self.domains, "domains",
                   "multi-label runs name findings only: 'normal' is the empty set")
+            check(self.eval.every == 0, "eval.every", "periodic evaluation supports single-domain runs only")
         else:
             check(len(self.domains) >= 2, "domains", "need at least two domains, e.g. normal,effusion")
             check(not self.data.holdout_combinations, "data.holdout_combinations", "needs a multi-label run")
