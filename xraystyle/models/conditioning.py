@@ -14,7 +14,7 @@ never look inside ``y``:
   features (FiLM: ``h * (1 + gamma) + beta``) before a shared MLP head; interactions
   between findings can be learned, at the price of weaker compositional structure.
 
-docs/training.md ("Multi-label") describes both set designs and how they are trained.
+docs/multilabel.md compares the two set designs on the phantom (set-additive is the default).
 """
 
 from __future__ import annotations
