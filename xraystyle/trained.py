@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,5 +84,5 @@ def load_trained_model(path: str | Path, device: str | torch.device = "cpu", use
     except (KeyError, TypeError, RuntimeError, ConfigError) as exc:
         raise CheckpointError(path, f"checkpoint does not hold a usable model ({str(exc).splitlines()[0][:150]})") from None
     model.eval().requires_grad_(False).to(device)
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    return TrainedModel(model, cfg, list(cfg.domains), int(payload["step"]), path, sha, payload["config"])
+    return TrainedModel(model, cfg, list(cfg.domains), int(payload["step"]), path, payload["file_sha256"],
+                        payload["config"])

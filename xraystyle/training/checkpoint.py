@@ -118,7 +118,8 @@ def load_checkpoint(path: str | Path, expected_sha256: str | None = None) -> dic
         raise CheckpointError(path, f"cannot read checkpoint ({exc.strerror or exc})") from None
     if not data:
         raise CheckpointError(path, "checkpoint is empty")
-    if expected_sha256 and hashlib.sha256(data).hexdigest() != expected_sha256:
+    digest = hashlib.sha256(data).hexdigest()
+    if expected_sha256 and digest != expected_sha256:
         raise CheckpointError(path, "checkpoint checksum mismatch (truncated or corrupted file)")
     try:
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
@@ -134,6 +135,7 @@ def load_checkpoint(path: str | Path, expected_sha256: str | None = None) -> dic
         raise CheckpointError(path, reason) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
         raise CheckpointError(path, "not an xraystyle checkpoint (missing or unknown format tag)")
+    payload["file_sha256"] = digest  # of the bytes read: callers need not read the file again
     return payload
 
 
