@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .errors import InputError, XrayStyleError
+from .models.style import style_code
 
 # Files never tried as images when a folder is given: sidecars and notes that sit beside scans.
 _NOT_IMAGES = frozenset({".csv", ".json", ".txt", ".md", ".yaml", ".yml", ".html", ".htm", ".pdf", ".xml",
@@ -33,16 +34,16 @@ _MANIFEST_SUFFIXES = (".csv",)
 
 @torch.no_grad()
 def translate_latent(nets: Mapping[str, nn.Module], x_src: torch.Tensor, y_trg: torch.Tensor,
-                     z_trg: torch.Tensor) -> torch.Tensor:
-    """G(x_src, F(z_trg, y_trg))."""
-    return nets["G"](x_src, nets["F"](z_trg, y_trg)).clamp(-1, 1)
+                     z_trg: torch.Tensor, fixed: torch.Tensor | None = None) -> torch.Tensor:
+    """G(x_src, F(z_trg, y_trg)); rows in ``fixed`` use the deterministic style (models/style.py)."""
+    return nets["G"](x_src, style_code(nets, y_trg, z=z_trg, fixed=fixed)).clamp(-1, 1)
 
 
 @torch.no_grad()
 def translate_reference(nets: Mapping[str, nn.Module], x_src: torch.Tensor, x_ref: torch.Tensor,
-                        y_trg: torch.Tensor) -> torch.Tensor:
-    """G(x_src, E(x_ref, y_trg))."""
-    return nets["G"](x_src, nets["E"](x_ref, y_trg)).clamp(-1, 1)
+                        y_trg: torch.Tensor, fixed: torch.Tensor | None = None) -> torch.Tensor:
+    """G(x_src, E(x_ref, y_trg)); rows in ``fixed`` use the deterministic style (models/style.py)."""
+    return nets["G"](x_src, style_code(nets, y_trg, x_ref=x_ref, fixed=fixed)).clamp(-1, 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -58,6 +59,8 @@ class SourceSpec:
     label: str
     position: int
     domain: str | None = None  # from a manifest row, when the model's domains are known
+    # A manifest row's labels for the model's findings (1 / 0 / NaN = unknown), for finding sets.
+    findings: tuple[float, ...] | None = None
 
 
 @dataclass
@@ -135,10 +138,14 @@ def manifest_sources(path: str | os.PathLike, domains: Sequence[str] | None = No
     if limit is not None:
         manifest.df = manifest.df.iloc[:limit]
     labels = _manifest_domains(manifest, domains)
+    named = [d for d in (domains or []) if d != "normal"]
+    values = (manifest.finding_matrix(named) if named and all(d in manifest.df.columns for d in named)
+              else np.full((len(manifest.df), 0), np.nan))
     out = []
     for i, (rel, label) in enumerate(zip(manifest.df["path"], labels)):
         domain = None if label < 0 or domains is None else domains[label]
-        out.append(SourceSpec(manifest.resolve(rel), rel, i + 1, domain))
+        out.append(SourceSpec(manifest.resolve(rel), rel, i + 1, domain,
+                              tuple(float(v) for v in values[i]) if values.shape[1] else None))
     if not out:
         raise InputError(path, "manifest has no rows" + (f" in split {split!r}" if split else ""))
     return out
@@ -281,11 +288,12 @@ def synthesize(model, sources: Iterable[SourceImage], *, target: str | None = No
     for batch in _batches(sources, batch_size):
         x = torch.stack([s.image for s in batch]).to(device)
         y = _labels(label, len(batch), device)
+        fixed = model.cfg.fixed_style_rows(y)
         if reference is not None:
             x_ref = reference.image[None].to(device).expand(len(batch), -1, -1, -1)
-            outs = [translate_reference(model.nets, x, x_ref, y).float().cpu()]
+            outs = [translate_reference(model.nets, x, x_ref, y, fixed).float().cpu()]
         else:
-            outs = [translate_latent(model.nets, x, y, z[k:k + 1].expand(len(batch), -1)).float().cpu()
+            outs = [translate_latent(model.nets, x, y, z[k:k + 1].expand(len(batch), -1), fixed).float().cpu()
                     for k in range(n_styles)]
         for i, src in enumerate(batch):
             for k, out in enumerate(outs):

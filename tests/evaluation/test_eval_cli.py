@@ -69,6 +69,9 @@ def test_eval_cli_end_to_end(checkpoint, phantom_manifest, classifier_pt, tmp_pa
         assert (out / name).is_file(), name
     html = (out / "summary.html").read_text()
     assert "data:image/png;base64," in html and "http://" not in html and "https://" not in html
+    # The phantom knows each image's acquisition: the style code's share of it is reported.
+    assert set(metrics["style_physics"]["normal"]) >= {"style_r2/exposure", "image_r2/gamma"}
+    assert "Physics in the style code" in html
     res = runner.invoke(app, args)
     assert res.exit_code == 0
     lines = (out / "metrics.jsonl").read_text().splitlines()

@@ -130,3 +130,15 @@ def test_physics_leakage_statistics():
     assert res["exposure_shift_abs"] == pytest.approx(0.2 / 3)
     assert res["exposure_real_spread"] == pytest.approx(np.std([0.0, 0.2, 0.4]))
     assert res["exposure_spread_ratio"] == pytest.approx(np.std([-0.1, 0, 0.1]) / np.std([0, 0.2, 0.4]))
+
+
+def test_cross_validated_r2_finds_a_linear_code_and_not_an_unrelated_one():
+    from xraystyle.evaluation.physics import cv_r2
+
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=200)
+    informative = np.stack([t + 0.1 * rng.normal(size=200), rng.normal(size=200)], axis=1)
+    assert cv_r2(informative, t) > 0.9
+    assert cv_r2(rng.normal(size=(200, 16)), t) < 0.05  # out-of-fold: no in-sample over-fit
+    assert math.isnan(cv_r2(informative[:5], t[:5]))  # too few rows for 5 folds
+    assert math.isnan(cv_r2(informative, np.ones(200)))  # nothing to explain

@@ -202,3 +202,34 @@ def test_multi_label_models_are_refused_in_one_line():
         as_model_view(_nets(_Identity()), cfg=multi)
     with pytest.raises(ConfigError, match="include G, F and E"):
         as_model_view({"G": _Identity()}, cfg=CFG)
+
+
+def test_style_physics_report_tells_an_exposure_reading_encoder_from_a_blind_one(phantom_manifest, session_cache):
+    from xraystyle.evaluation.data import load_set, select_rows
+    from xraystyle.evaluation.physics import image_descriptors
+    from xraystyle.evaluation.runner import ModelView, style_physics_report
+
+    domains = ["normal", "effusion"]
+    pools = {d: load_set(select_rows(phantom_manifest, domains, d, "train", None, 0), CFG.data.preprocess,
+                         session_cache / "tensors", False) for d in domains}
+
+    class _Reader(nn.Module):  # the style code IS the image's intensity statistics
+        def forward(self, x, y):
+            return torch.as_tensor(image_descriptors(x), dtype=torch.float32)
+
+    class _Blind(nn.Module):  # a code that ignores the image (seeded per image count)
+        def forward(self, x, y):
+            return torch.randn(len(x), 7, generator=torch.Generator().manual_seed(len(x)))
+
+    def report(e, fixed_rows=None):
+        view = ModelView({"E": e}, domains, 8, CFG.data.preprocess, fixed_rows=fixed_rows)
+        return style_physics_report(view, pools, batch_size=16)
+
+    reader, blind = report(_Reader()), report(_Blind())
+    # Some of the phantom's exposure / contrast / gamma survives pre-processing (~36 images per domain here).
+    assert reader["mean_image_r2"] > 0.15
+    assert reader["mean_style_r2"] == pytest.approx(reader["mean_image_r2"])
+    assert blind["mean_style_r2"] < 0.05
+    assert blind["mean_image_r2"] == pytest.approx(reader["mean_image_r2"])
+    fixed = report(_Reader(), fixed_rows=lambda y: y == 0)
+    assert fixed["normal"] == {"skipped": "deterministic style"} and "style_r2/gamma" in fixed["effusion"]

@@ -5,7 +5,7 @@ import torch
 from tests.io.conftest import build_dicom, chest_anatomy, save
 from tests.synthesis.helpers import write_png
 from xraystyle.errors import InputError, XrayStyleError
-from xraystyle.synthesis import list_sources, load_source, pixel_sha256, style_latents, synthesize
+from xraystyle.synthesis import ReferenceImage, list_sources, load_source, pixel_sha256, style_latents, synthesize
 
 
 def test_kth_style_does_not_depend_on_the_number_of_styles():
@@ -55,3 +55,18 @@ def test_synthesize_modes_and_errors(model, tmp_path):
         list(synthesize(model, [src]))
     with pytest.raises(XrayStyleError, match="batch-size"):
         list(synthesize(model, [src], target="normal", batch_size=0))
+
+
+def test_fixed_normal_style_gives_one_answer_for_normal_and_diversity_elsewhere(checkpoint, tmp_path):
+    from xraystyle.trained import load_trained_model
+
+    model = load_trained_model(checkpoint)
+    model.cfg.model.normal_style = "fixed"  # as trained with model.normal_style: fixed
+    src = load_source(write_png(tmp_path / "a.png"), model.cfg.data.preprocess)
+    normal = [r.image for r in synthesize(model, [src], target="normal", n_styles=3)]
+    assert torch.equal(normal[0], normal[1]) and torch.equal(normal[0], normal[2])
+    effusion = [r.image for r in synthesize(model, [src], target="effusion", n_styles=2)]
+    assert not torch.equal(effusion[0], effusion[1])
+    ref = load_source(write_png(tmp_path / "r.png", seed=5), model.cfg.data.preprocess)
+    by_ref = next(synthesize(model, [src], reference=ReferenceImage(ref.image, "normal", ref.sha256))).image
+    assert torch.equal(by_ref, normal[0])  # a normal reference gives the same deterministic style

@@ -20,7 +20,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ from .data import ImageSet, cached_arrays, check_domains, load_set, manifest_pri
 from .diversity import pairwise_feature_distance, pairwise_l1
 from .features import FeatureStats, frechet_distance
 from .identity import identity_scores
-from .physics import global_stats, leakage_summary
+from .physics import PHYSICS_COLUMNS, global_stats, image_descriptors, leakage_summary, style_physics_leakage
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,10 @@ class ModelView:
     step: int | None = None
     checkpoint: str | None = None
     checkpoint_sha256: str | None = None
+    fixed_rows: Callable[[torch.Tensor], torch.Tensor | None] | None = None  # RunConfig.fixed_style_rows
+
+    def fixed(self, y: torch.Tensor) -> torch.Tensor | None:
+        return None if self.fixed_rows is None else self.fixed_rows(y)
 
     @property
     def size(self) -> int:
@@ -105,11 +109,12 @@ def as_model_view(model_like, cfg=None, step: int | None = None) -> ModelView:
     plus the RunConfig ``cfg`` they were built from (the trainer's in-memory EMA copies)."""
     c = getattr(model_like, "cfg", None) or cfg
     if c is not None and getattr(c, "multi_label", False):
-        raise ConfigError("evaluate: multi-label (finding-set) models are not supported yet; evaluation "
-                          "covers single-domain models (model.conditioning: single)")
+        raise ConfigError("evaluate: multi-label (finding-set) models are evaluated per finding and per set "
+                          "by evaluation.sets.run_set_evaluation (xraystyle eval picks it)")
     if hasattr(model_like, "checkpoint_sha256"):  # TrainedModel
         return ModelView(model_like.nets, list(model_like.domains), c.model.latent_dim, c.data.preprocess,
-                         model_like.step, str(model_like.checkpoint), model_like.checkpoint_sha256)
+                         model_like.step, str(model_like.checkpoint), model_like.checkpoint_sha256,
+                         c.fixed_style_rows)
     if cfg is None:
         raise ConfigError("evaluate: pass cfg= (the RunConfig) with in-memory networks")
     nets = model_like
@@ -124,7 +129,8 @@ def as_model_view(model_like, cfg=None, step: int | None = None) -> ModelView:
     if not complete:
         raise ConfigError("evaluate: the networks must include G, F and E")
     return ModelView(nets, list(cfg.domains), cfg.model.latent_dim, cfg.data.preprocess,
-                     step if step is not None else getattr(model_like, "step", None))
+                     step if step is not None else getattr(model_like, "step", None),
+                     fixed_rows=cfg.fixed_style_rows)
 
 
 @dataclass
@@ -142,7 +148,7 @@ class EvalResult:
     arrays: dict[tuple[str, str, str], PairArrays] = field(default_factory=dict)
 
 
-def _optional(kind: str, enabled: bool, loader, device):
+def optional_extractor(kind: str, enabled: bool, loader, device):
     """(extractor or None, availability record) for Inception / LPIPS."""
     if not enabled:
         return None, {"available": False, "reason": "disabled"}
@@ -153,7 +159,7 @@ def _optional(kind: str, enabled: bool, loader, device):
         return None, {"available": False, "reason": str(exc)}
 
 
-class _Judges:
+class Judges:
     """Classifier, optional Inception and LPIPS, optional oracle: one place that batches them."""
 
     def __init__(self, classifier, inception, lpips, oracle, batch_size: int):
@@ -175,7 +181,7 @@ class _Judges:
         return out
 
 
-def _real_arrays(judges: _Judges, real: ImageSet, cache_dir: Path, progress: bool, what: str) -> dict[str, np.ndarray]:
+def _real_arrays(judges: Judges, real: ImageSet, cache_dir: Path, progress: bool, what: str) -> dict[str, np.ndarray]:
     def compute():
         parts = []
         bar = tqdm(total=len(real), desc=f"features {what}", unit="img", disable=not progress, leave=False)
@@ -225,8 +231,8 @@ def run_evaluation(model_like, manifest: Manifest | str | Path, classifier, opti
     findings = classifier.findings
     thr = classifier.thresholds.detach().cpu().double().numpy()
 
-    inception, inception_info = _optional("Inception FID", opt.inception, load_inception, classifier.device)
-    lpips_net, lpips_info = _optional("LPIPS", opt.lpips, load_lpips, classifier.device)
+    inception, inception_info = optional_extractor("Inception FID", opt.inception, load_inception, classifier.device)
+    lpips_net, lpips_info = optional_extractor("LPIPS", opt.lpips, load_lpips, classifier.device)
     oracle, oracle_info = None, {"available": False, "reason": "off"}
     model_findings = [d for d in domains if d != NORMAL]
     if opt.oracle != "off":
@@ -240,7 +246,7 @@ def run_evaluation(model_like, manifest: Manifest | str | Path, classifier, opti
                 oracle_info = {"available": False, "reason": str(exc)}
         else:
             oracle_info = {"available": False, "reason": "not a phantom cohort"}
-    judges = _Judges(classifier, inception, lpips_net, oracle, opt.batch_size)
+    judges = Judges(classifier, inception, lpips_net, oracle, opt.batch_size)
 
     # Real images: sources/references of the split, FID/reference statistics of the fid split.
     sources, pools, reals, real_arr, priors = {}, {}, {}, {}, {}
@@ -292,13 +298,46 @@ def run_evaluation(model_like, manifest: Manifest | str | Path, classifier, opti
             "n_sources": {d: len(sources[d]) for d in domains}, "n_real": {d: len(reals[d]) for d in domains},
             "inception": inception_info, "lpips": lpips_info, "oracle": oracle_info,
         },
+        "style_physics": style_physics_report(model, pools, opt.batch_size),
         "pairs": rows,
         "summary": summarise(rows),
     }
     return EvalResult(metrics, arrays)
 
 
-def _evaluate_pair(model: ModelView, judges: _Judges, src_set: ImageSet, pool: ImageSet, real: dict,
+@torch.no_grad()
+def style_physics_report(model: ModelView, pools: dict[str, ImageSet], batch_size: int) -> dict[str, Any]:
+    """Does the style encoder read the acquisition? Cross-validated R^2 of the known physics
+    parameters (phantom ``phys_*`` columns) from E's style codes of real images, per domain,
+    beside the R^2 from the images' own intensity descriptors (physics/style_physics_leakage).
+    Domains with the deterministic style are skipped: their codes are never used."""
+    out: dict[str, Any] = {}
+    dev = model.device
+    for d, pool in pools.items():
+        df = pool.manifest.df
+        if len(pool) < 10 or not all(c in df.columns for c in PHYSICS_COLUMNS):
+            continue
+        y = torch.full((len(pool),), model.domains.index(d), dtype=torch.long)
+        fixed = model.fixed(y[:1])
+        if fixed is not None and bool(fixed.all()):
+            out[d] = {"skipped": "deterministic style"}
+            continue
+        codes, desc = [], []
+        for i in range(0, len(pool), batch_size):
+            x = pool.batch(np.arange(i, min(i + batch_size, len(pool))))
+            codes.append(model.nets["E"](x.to(dev), y[i:i + len(x)].to(dev)).float().cpu().numpy())
+            desc.append(image_descriptors(x))
+        phys = {c: df[c].to_numpy(np.float64) for c in PHYSICS_COLUMNS}
+        out[d] = style_physics_leakage(np.concatenate(codes), np.concatenate(desc), phys)
+    per = [v for v in out.values() if "skipped" not in v]
+    if per:
+        for kind in ("style_r2", "image_r2"):
+            vals = [r[k] for r in per for k in r if k.startswith(kind + "/") and math.isfinite(r[k])]
+            out[f"mean_{kind}"] = float(np.mean(vals)) if vals else float("nan")
+    return out
+
+
+def _evaluate_pair(model: ModelView, judges: Judges, src_set: ImageSet, pool: ImageSet, real: dict,
                    real_set: ImageSet, s: str, t: str, mode: str, prior: np.ndarray | None, opt: EvalOptions,
                    arrays: dict, bar, domains: list[str], findings: list[str], thr: np.ndarray) -> dict[str, Any]:
     K, size = opt.n_styles, model.size
@@ -319,14 +358,17 @@ def _evaluate_pair(model: ModelView, judges: _Judges, src_set: ImageSet, pool: I
         x_rep = x_src.repeat_interleave(K, dim=0)
         y = torch.full((b * K,), t_i, dtype=torch.long)
         if mode == "latent":
-            z = torch.randn(b * K, model.latent_dim, generator=gen)
-            outs = [translate_latent(model.nets, x_rep[i:i + opt.batch_size].to(dev), y[i:i + opt.batch_size].to(dev),
-                                     z[i:i + opt.batch_size].to(dev)).float().cpu() for i in range(0, b * K, opt.batch_size)]
+            guide, translate = torch.randn(b * K, model.latent_dim, generator=gen), translate_latent
         else:
             ref_idx = np.concatenate([rng.choice(len(pool), size=K, replace=len(pool) < K) for _ in range(b)])
-            x_ref = pool.batch(ref_idx)
-            outs = [translate_reference(model.nets, x_rep[i:i + opt.batch_size].to(dev), x_ref[i:i + opt.batch_size].to(dev),
-                                        y[i:i + opt.batch_size].to(dev)).float().cpu() for i in range(0, b * K, opt.batch_size)]
+            guide, translate = pool.batch(ref_idx), translate_reference
+        outs = []
+        for i in range(0, b * K, opt.batch_size):
+            part = slice(i, i + opt.batch_size)
+            y_b = y[part].to(dev)
+            x_b, g_b = x_rep[part].to(dev), guide[part].to(dev)
+            args = (x_b, y_b, g_b) if mode == "latent" else (x_b, g_b, y_b)
+            outs.append(translate(model.nets, *args, model.fixed(y_b)).float().cpu())
         x_out = torch.cat(outs)
         j_src, j_out = judges.run(x_src), judges.run(x_out)
         acc["p_src"].append(j_src["probs"])

@@ -72,6 +72,27 @@ def _img(path: Path | None) -> str:
     return f'<img alt="{html.escape(Path(path).stem)}" src="data:image/png;base64,{data}">'
 
 
+def _style_physics_html(sp: dict) -> str:
+    """Style code vs the cohort's known acquisition parameters (phantom ``phys_*``), per domain."""
+    e = html.escape
+    per = {d: v for d, v in sp.items() if isinstance(v, dict)}
+    if not per:
+        return ""
+    names = sorted({k.split("/", 1)[1] for v in per.values() for k in v if "/" in k})
+    rows = []
+    for d, v in per.items():
+        if "skipped" in v:
+            rows.append(f"<tr><td>{e(d)}</td><td colspan=\"{2 * len(names)}\">{e(v['skipped'])}</td></tr>")
+            continue
+        rows.append(f"<tr><td>{e(d)}</td>" + "".join(f"<td>{e(_fmt(v.get(f'{kind}/{n}')))}</td>"
+                                                     for n in names for kind in ("style_r2", "image_r2")) + "</tr>")
+    head = "".join(f"<th>{e(n)}: style</th><th>{e(n)}: image</th>" for n in names)
+    return ("<h2>Physics in the style code</h2><p>Cross-validated R² of the known acquisition parameters from the "
+            "style encoder's codes of real images (style) and from the images' own intensity statistics "
+            "(image: what there is to leak). Near 0: the style code does not carry the acquisition.</p>"
+            f"<table><tr><th>domain</th>{head}</tr>{''.join(rows)}</table>")
+
+
 def write_html(metrics: dict, figures: dict[str, Path | None], examples: dict[str, Path], path: Path) -> Path:
     e = html.escape
     meta = metrics["meta"]
@@ -100,6 +121,7 @@ def write_html(metrics: dict, figures: dict[str, Path | None], examples: dict[st
                        "<th>add bal. acc.</th><th>add sens.</th><th>add spec.</th><th>remove bal. acc.</th>"
                        "<th>same patient passes</th><th>other patient rejected</th></tr>"
                        + "".join(oracle_rows) + "</table>")
+    physics_html = _style_physics_html(metrics.get("style_physics") or {})
     ex_html = "".join(f"<figure>{_img(p)}<figcaption>{e(name)}: source, then outputs</figcaption></figure>"
                       for name, p in examples.items())
     info = [("date", meta.get("date")), ("checkpoint sha256", meta.get("checkpoint_sha256")),
@@ -122,6 +144,7 @@ points; base rate: the same judgement on the unchanged sources; real rate: on re
 images. Identity metrics are computed outside the finding region. See docs/evaluation.md.</p>
 <ul>{''.join(avail)}</ul>
 {oracle_html}
+{physics_html}
 <h2>Figures</h2>{_img(figures.get('validity'))}{_img(figures.get('shifts'))}
 <h2>Examples</h2>{ex_html}
 </body></html>

@@ -22,6 +22,9 @@ class ModelConfig:
     mapping_head_layers: int = 3
     n_down: int | None = None  # generator down-sampling blocks; None: log2(img_size) - 4
     conditioning: str = "single"  # "single" (domain index) | "set-additive" | "set-film" (finding sets)
+    # "sampled": every target has diverse styles (the paper). "fixed": the normal target (the empty
+    # finding set) gets the one deterministic style F(0, y) (docs/physics.md).
+    normal_style: str = "sampled"
 
     def __post_init__(self):
         check(64 <= self.img_size <= 1024 or self.img_size == 32, "model.img_size",
@@ -40,6 +43,7 @@ class ModelConfig:
         check(self.n_down is None or 1 <= self.n_down <= limit, "model.n_down",
               f"must be between 1 and {limit} for {self.img_size} px")
         check(self.conditioning in KINDS, "model.conditioning", f"must be one of {', '.join(KINDS)}")
+        check(self.normal_style in ("sampled", "fixed"), "model.normal_style", "must be sampled or fixed")
 
     @property
     def width(self) -> int:

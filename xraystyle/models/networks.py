@@ -131,6 +131,7 @@ class MappingNetwork(nn.Module):
 
     def __init__(self, cfg: ModelConfig, num_conditions: int):
         super().__init__()
+        self.latent_dim = cfg.latent_dim
         layers: list[nn.Module] = []
         dim = cfg.latent_dim
         for _ in range(cfg.mapping_shared_layers):

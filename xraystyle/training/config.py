@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..config import check, from_dict, load_yaml, to_dict
 from ..errors import ConfigError
 from ..data.sampling import TARGET_POLICIES
@@ -13,6 +15,7 @@ from ..models.conditioning import is_set_conditioning
 from ..models.config import ModelConfig
 from ..transforms.config import AugmentConfig, PreprocessConfig
 from .losses import LossConfig
+from .physics import PhysicsConfig
 
 
 @dataclass
@@ -92,6 +95,7 @@ class RunConfig:
     domains: list[str] = field(default_factory=lambda: ["normal", "effusion"])
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    physics: PhysicsConfig = field(default_factory=PhysicsConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -107,6 +111,8 @@ class RunConfig:
         else:
             check(len(self.domains) >= 2, "domains", "need at least two domains, e.g. normal,effusion")
             check(not self.data.holdout_combinations, "data.holdout_combinations", "needs a multi-label run")
+            check(self.model.normal_style == "sampled" or "normal" in self.domains, "model.normal_style",
+                  "fixed needs a 'normal' domain")
         check(len(set(self.domains)) == len(self.domains), "domains", "names must be unique")
         for name in self.domains:
             check(name.isidentifier() and name.islower(), "domains",
@@ -122,6 +128,16 @@ class RunConfig:
     def multi_label(self) -> bool:
         """True when labels are finding sets (``model.conditioning`` set-*), not domain indices."""
         return is_set_conditioning(self.model.conditioning)
+
+    def fixed_style_rows(self, y: torch.Tensor) -> torch.Tensor | None:
+        """Bool (B,) mask of labels whose style is the deterministic normal one, or None when
+        every target has sampled styles (``model.normal_style``). A set with an unknown
+        finding is not the empty set."""
+        if self.model.normal_style != "fixed":
+            return None
+        if self.multi_label:
+            return (y == 0).all(dim=1)
+        return y == self.domains.index("normal")
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:

@@ -16,6 +16,8 @@ import torch.nn.functional as nnf
 from torch import nn
 
 from ..config import check
+from ..models.style import style_code
+from .physics import PhysicsAug
 
 
 @dataclass
@@ -54,31 +56,40 @@ def r1_penalty(d_out: torch.Tensor, x_real: torch.Tensor) -> torch.Tensor:
 
 
 def style_target(nets: Nets, y_trg: torch.Tensor, z_trg: torch.Tensor | None,
-                 x_ref: torch.Tensor | None) -> torch.Tensor:
+                 x_ref: torch.Tensor | None, fixed: torch.Tensor | None = None) -> torch.Tensor:
     """s_trg from a latent code (mapping network) or from a reference image (style encoder)."""
     if (z_trg is None) == (x_ref is None):
         raise ValueError("give exactly one of z_trg and x_ref")
-    return nets["F"](z_trg, y_trg) if z_trg is not None else nets["E"](x_ref, y_trg)
+    return style_code(nets, y_trg, z=z_trg, x_ref=x_ref, fixed=fixed)
+
+
+def _through(phys: PhysicsAug | None, which: str, x: torch.Tensor | None) -> torch.Tensor | None:
+    """``x`` as the network ``which`` (d, e, sty) sees it under the physics remedies in use."""
+    return x if phys is None or x is None else getattr(phys, f"for_{which}")(x)
 
 
 def d_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.Tensor, *,
            z_trg: torch.Tensor | None = None, x_ref: torch.Tensor | None = None,
-           r1_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Discriminator loss: real vs. fake (latent- or reference-guided) plus R1 on real images."""
+           r1_weight: float = 1.0, phys: PhysicsAug | None = None,
+           fixed_trg: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Discriminator loss: real vs. fake (latent- or reference-guided) plus R1 on real images.
+
+    With ``phys.cfg.d_augment`` D sees augmented real and fake images (R1 at the augmented
+    real, as in ADA); ``fixed_trg`` marks rows whose target has the deterministic style."""
     use_r1 = r1_weight > 0
-    x_real = x_real.detach().requires_grad_(use_r1)
+    x_in = _through(phys, "d", x_real).detach().requires_grad_(use_r1)
     # The R1 double backward runs in fp32 even under autocast: its gradient norm is small and
     # squared, exactly where bf16 rounding hurts.
     fp32 = torch.autocast(x_real.device.type, enabled=False) if use_r1 else contextlib.nullcontext()
     with fp32:
-        out_real = nets["D"](x_real, y_org)
+        out_real = nets["D"](x_in, y_org)
     loss_real = adv_loss(out_real, 1.0)
-    loss_reg = r1_penalty(out_real, x_real) if use_r1 else out_real.new_zeros(())
+    loss_reg = r1_penalty(out_real, x_in) if use_r1 else out_real.new_zeros(())
 
     with torch.no_grad():
-        s_trg = style_target(nets, y_trg, z_trg, x_ref)
+        s_trg = style_target(nets, y_trg, z_trg, _through(phys, "e", x_ref), fixed_trg)
         x_fake = nets["G"](x_real, s_trg)
-    loss_fake = adv_loss(nets["D"](x_fake, y_trg), 0.0)
+    loss_fake = adv_loss(nets["D"](_through(phys, "d", x_fake), y_trg), 0.0)
 
     loss = loss_real + loss_fake + r1_weight * loss_reg
     terms = {"real": loss_real, "fake": loss_fake, "r1": loss_reg}
@@ -89,28 +100,42 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
            z_trgs: tuple[torch.Tensor, torch.Tensor] | None = None,
            x_refs: tuple[torch.Tensor, torch.Tensor] | None = None,
            lambda_sty: float = 1.0, lambda_ds: float = 1.0, lambda_cyc: float = 1.0,
-           ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Generator loss: adversarial + style reconstruction - diversity sensitivity + cycle."""
+           phys: PhysicsAug | None = None, fixed_trg: torch.Tensor | None = None,
+           fixed_org: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Generator loss: adversarial + style reconstruction - diversity sensitivity + cycle,
+    plus the physics terms of ``phys`` (style-encoder invariance, generator equivariance)."""
     z_trg, z_trg2 = z_trgs if z_trgs is not None else (None, None)
     x_ref, x_ref2 = x_refs if x_refs is not None else (None, None)
+    E, G = nets["E"], nets["G"]
 
-    s_trg = style_target(nets, y_trg, z_trg, x_ref)
-    x_fake = nets["G"](x_real, s_trg)
-    loss_adv = adv_loss(nets["D"](x_fake, y_trg), 1.0)
+    s_trg = style_target(nets, y_trg, z_trg, _through(phys, "e", x_ref), fixed_trg)
+    x_fake = G(x_real, s_trg)
+    loss_adv = adv_loss(nets["D"](_through(phys, "d", x_fake), y_trg), 1.0)
 
-    s_pred = nets["E"](x_fake, y_trg)
+    s_pred = E(_through(phys, "sty", x_fake), y_trg)
     loss_sty = (s_pred.float() - s_trg.float()).abs().mean()
 
     # Diversity sensitivity: two styles for the same target should give different images.
-    s_trg2 = style_target(nets, y_trg, z_trg2, x_ref2)
-    x_fake2 = nets["G"](x_real, s_trg2).detach()
+    s_trg2 = style_target(nets, y_trg, z_trg2, _through(phys, "e", x_ref2), fixed_trg)
+    x_fake2 = G(x_real, s_trg2).detach()
     loss_ds = (x_fake.float() - x_fake2.float()).abs().mean()
 
     # Cycle consistency: back to the source domain with the source's own style.
-    s_org = nets["E"](x_real, y_org)
-    x_rec = nets["G"](x_fake, s_org)
+    s_org = style_code(nets, y_org, x_ref=_through(phys, "e", x_real), fixed=fixed_org)
+    x_rec = G(x_fake, s_org)
     loss_cyc = (x_rec.float() - x_real.float()).abs().mean()
 
     loss = loss_adv + lambda_sty * loss_sty - lambda_ds * loss_ds + lambda_cyc * loss_cyc
     terms = {"adv": loss_adv, "sty": loss_sty, "ds": loss_ds, "cyc": loss_cyc}
+    if phys is not None and phys.cfg.lambda_inv > 0:
+        # The style of an image must not depend on its exposure: real and generated images.
+        loss_inv = sum((E(phys(x), y) - E(x, y)).float().abs().mean() for x, y in ((x_real, y_org), (x_fake, y_trg)))
+        loss = loss + phys.cfg.lambda_inv * loss_inv
+        terms["inv"] = loss_inv
+    if phys is not None and phys.cfg.lambda_eq > 0:
+        # Same draw on both sides: translating a re-exposed image = re-exposing the translation.
+        p = phys.params(x_real)
+        loss_eq = (G(phys.apply(x_real, p), s_trg).float() - phys.apply(x_fake, p).float()).abs().mean()
+        loss = loss + phys.cfg.lambda_eq * loss_eq
+        terms["eq"] = loss_eq
     return loss, {k: v.detach() for k, v in terms.items()}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -29,16 +29,19 @@ def _tile(rows: list[list[torch.Tensor | None]], pad: int = 2) -> np.ndarray:
 
 @torch.no_grad()
 def sample_grids(nets: Mapping[str, nn.Module], x_src: torch.Tensor, targets: list[torch.Tensor],
-                 refs: list[torch.Tensor | None], z: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+                 refs: list[torch.Tensor | None], z: torch.Tensor,
+                 fixed_rows: Callable[[torch.Tensor], torch.Tensor | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Latent grid: each row a source, then one output per target (one z per column).
     Reference grid: first row the references (one per target, blank when the cohort has no
-    image with exactly that label), then per source its reference-guided outputs."""
+    image with exactly that label), then per source its reference-guided outputs.
+    ``fixed_rows`` (RunConfig.fixed_style_rows) marks targets with the deterministic style."""
     n = x_src.shape[0]
+    ys = [y.expand(n, *y.shape[1:]) for y in targets]
+    fixed = [fixed_rows(y) if fixed_rows is not None else None for y in ys]
     latent_rows, ref_rows = [], [[None] + [None if r is None else r[0] for r in refs]]
-    lat = [translate_latent(nets, x_src, y.expand(n, *y.shape[1:]), z[j:j + 1].expand(n, -1))
-           for j, y in enumerate(targets)]
-    ref = [None if r is None else translate_reference(nets, x_src, r.expand(n, -1, -1, -1), y.expand(n, *y.shape[1:]))
-           for y, r in zip(targets, refs)]
+    lat = [translate_latent(nets, x_src, y, z[j:j + 1].expand(n, -1), f) for j, (y, f) in enumerate(zip(ys, fixed))]
+    ref = [None if r is None else translate_reference(nets, x_src, r.expand(n, -1, -1, -1), y, f)
+           for y, f, r in zip(ys, fixed, refs)]
     for i in range(n):
         latent_rows.append([x_src[i]] + [out[i] for out in lat])
         ref_rows.append([x_src[i]] + [None if out is None else out[i] for out in ref])

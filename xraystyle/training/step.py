@@ -7,11 +7,12 @@ from typing import Callable, Iterable, Mapping
 import torch
 from torch import nn
 
-from ..data.fetcher import Batch
+from ..data.fetcher import Batch, step_generator
 from .accel import Accel
 from .config import RunConfig
 from .ema import ema_update
 from .losses import d_loss, g_loss, lambda_ds_at
+from .physics import PhysicsAug
 from .state import EMA_NETS, TrainState
 
 GradSync = Callable[[Iterable[nn.Parameter]], None]
@@ -29,7 +30,8 @@ def _update(state: TrainState, loss: torch.Tensor, names: tuple[str, ...],
 
 
 def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cfg: RunConfig,
-               accel: Accel, grad_sync: GradSync | None = None) -> dict[str, torch.Tensor]:
+               accel: Accel, grad_sync: GradSync | None = None, rank: int = 0,
+               world: int = 1) -> dict[str, torch.Tensor]:
     """Run one iteration at ``state.step`` and return detached loss terms (no host sync).
 
     ``fwd`` holds the callables used in forward passes (compiled or not); ``state.nets`` holds
@@ -43,11 +45,17 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
     y_org, y_trg = batch.y_org, batch.y_trg
     D = state.nets["D"]
     terms: dict[str, torch.Tensor] = {}
+    # In-step physics draws are a pure function of (seed, step) too: resume stays exact.
+    phys = None
+    if cfg.physics.active:
+        phys = PhysicsAug(cfg.physics, step_generator(cfg.train.seed, step, 2), rank, world)
+    fixed = {name: cfg.fixed_style_rows(y) for name, y in
+             (("org", y_org), ("latent", y_trg), ("ref", batch.y_ref))}
 
     # Discriminator: once with a latent-guided fake, once with a reference-guided fake.
     for tag, y, guide in (("latent", y_trg, {"z_trg": batch.z_trg}), ("ref", batch.y_ref, {"x_ref": x_ref})):
         with accel.autocast():
-            loss, t = d_loss(fwd, x_real, y_org, y, r1_weight=r1_weight, **guide)
+            loss, t = d_loss(fwd, x_real, y_org, y, r1_weight=r1_weight, phys=phys, fixed_trg=fixed[tag], **guide)
         _update(state, loss, ("D",), grad_sync)
         terms.update({f"D/{tag}_{k}": v for k, v in t.items()})
 
@@ -59,7 +67,8 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
             ("ref", batch.y_ref, {"x_refs": (x_ref, x_ref2)}, ("G",)),
         ):
             with accel.autocast():
-                loss, t = g_loss(fwd, x_real, y_org, y, **guide, **lam)
+                loss, t = g_loss(fwd, x_real, y_org, y, **guide, **lam, phys=phys, fixed_trg=fixed[tag],
+                                 fixed_org=fixed["org"])
             _update(state, loss, names, grad_sync)
             terms.update({f"G/{tag}_{k}": v for k, v in t.items()})
     finally:

@@ -251,7 +251,7 @@ def training_loop(cfg: RunConfig, run_dir: Path, manifest, *, cache_dir: Path, a
     with stopper.installed():
         for step, batch in iterate_batches(fetch, start, stop, accel.device, prefetch=accel.prefetch):
             pending_steps.append(state.step)
-            pending.append(train_step(state, fwd, batch, cfg, accel, grad_sync))
+            pending.append(train_step(state, fwd, batch, cfg, accel, grad_sync, info.rank, info.world))
             done = state.step
             last = done == stop
             if done % t.log_every == 0 or last:
@@ -268,11 +268,14 @@ def training_loop(cfg: RunConfig, run_dir: Path, manifest, *, cache_dir: Path, a
                                      "G_adv": f"{terms['G/latent_adv']:.3f}",
                                      "cyc": f"{terms['G/latent_cyc']:.3f}"}, refresh=False)
             if info.is_main and (done % t.sample_every == 0 or last):
-                write_grids(run_dir / "samples", done, *sample_grids(state.ema, *samples))
+                grids = sample_grids(state.ema, *samples, fixed_rows=cfg.fixed_style_rows)
+                write_grids(run_dir / "samples", done, *grids)
             if evaluate is not None and done % cfg.eval.every == 0:
                 with open(run_dir / "stats.jsonl", "a") as fh:
                     fh.write(json.dumps({"step": done, **evaluate()}) + "\n")
-            stop_now = broadcast_flag(stopper.received is not None, info, accel.device)
+            # Ranks agree on stopping at log steps only: one host sync per log interval, not per step.
+            agree = info.world == 1 or done % t.log_every == 0 or last
+            stop_now = agree and broadcast_flag(stopper.received is not None, info, accel.device)
             if done % t.ckpt_every == 0 or last or stop_now:
                 check_finite()
                 last_ckpt = checkpoint() or last_ckpt

@@ -1,0 +1,107 @@
+"""Separating acquisition physics from findings during training (docs/physics.md).
+
+Exposure, contrast and display gamma vary across sites and machines independently of the
+finding. A StarGAN v2 left alone spends part of its style code on them: latent samples differ
+in brightness rather than in the finding, because the diversity loss rewards any visible
+difference and the discriminator accepts every exposure the data has. Each remedy below is a
+config flag (``physics:`` in the run config) built on the same batched, differentiable
+intensity transforms as the data augmentation (``transforms.physics``):
+
+- ``d_augment``: the discriminator sees augmented real *and* fake images, drawn from the same
+  distribution (DiffAugment, Zhao et al. 2020; ADA, Karras et al. 2020), so exposure
+  statistics cannot separate real from fake or one domain from another;
+- ``e_augment``: the style encoder extracts styles (references, cycle) from augmented images;
+- ``lambda_inv``: style-encoder invariance, ``|E(aug(x), y) - E(x, y)|`` on real and fake images;
+- ``lambda_eq``: generator equivariance, ``|G(aug(x), s) - aug(G(x, s))|`` for the same draw;
+  pointwise monotone intensity maps commute with the anatomy, so a good generator obeys it;
+- ``sty_augment``: style reconstruction through an augmentation, ``|E(aug(G(x, s)), y) - s|``:
+  a style carried by exposure is scrambled before E reads it, so it cannot be reconstructed.
+
+Only intensity transforms are used here (exposure offset, contrast, gamma), never noise,
+blur or geometry: those do not commute with the anatomy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..config import check
+from ..transforms.config import AugmentConfig, Range
+from ..transforms.physics import apply_physics, sample_physics
+
+
+@dataclass
+class StepAugmentConfig(AugmentConfig):
+    """Intensity-only transforms drawn inside a training step (every image, every effect).
+
+    Wider than the data augmentation's defaults: they stand for the spread between sites,
+    which the networks must learn to ignore, not for mild jitter."""
+
+    exposure_prob: float = 1.0
+    exposure_range: Range = (-0.25, 0.25)
+    contrast_prob: float = 1.0
+    contrast_range: Range = (0.75, 1.33)
+    gamma_prob: float = 1.0
+    gamma_range: Range = (0.7, 1.43)
+    noise_prob: float = 0.0
+    blur_prob: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.noise_prob == 0 and self.blur_prob == 0, "physics.augment",
+              "noise and blur do not commute with the anatomy: keep noise_prob and blur_prob at 0")
+
+
+@dataclass
+class PhysicsConfig:
+    augment: StepAugmentConfig = field(default_factory=StepAugmentConfig)
+    d_augment: bool = False
+    e_augment: bool = False
+    lambda_inv: float = 0.0
+    lambda_eq: float = 0.0
+    sty_augment: bool = False
+
+    def __post_init__(self) -> None:
+        for key in ("d_augment", "e_augment", "sty_augment"):
+            check(isinstance(getattr(self, key), bool), f"physics.{key}", "expected true/false")
+        check(self.lambda_inv >= 0 and self.lambda_eq >= 0, "physics.lambda_inv/lambda_eq", "must be >= 0")
+
+    @property
+    def active(self) -> bool:
+        return self.d_augment or self.e_augment or self.sty_augment or self.lambda_inv > 0 or self.lambda_eq > 0
+
+
+class PhysicsAug:
+    """Intensity augmentation for one training step: fresh parameters on every call.
+
+    Parameters are drawn for the GLOBAL batch (``world`` x local rows) from ``generator`` and
+    this rank's rows taken, so a data-parallel run draws what a single process would.
+    """
+
+    def __init__(self, cfg: PhysicsConfig, generator: torch.Generator, rank: int = 0, world: int = 1):
+        self.cfg, self.generator, self.rank, self.world = cfg, generator, rank, world
+
+    def params(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        b = x.shape[0]
+        template = x.new_empty((self.world * b, *x.shape[1:]), dtype=torch.float32)
+        drawn = sample_physics(template, self.cfg.augment, self.generator)
+        mine = slice(self.rank * b, (self.rank + 1) * b)
+        return {k: v[mine] for k, v in drawn.items()}
+
+    def apply(self, x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return apply_physics(x, params, contrast_about=self.cfg.augment.contrast_about)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.apply(x, self.params(x))
+
+    # Each remedy's input: augmented when its flag is on, unchanged otherwise.
+    def for_d(self, x: torch.Tensor) -> torch.Tensor:
+        return self(x) if self.cfg.d_augment else x
+
+    def for_e(self, x: torch.Tensor) -> torch.Tensor:
+        return self(x) if self.cfg.e_augment else x
+
+    def for_sty(self, x: torch.Tensor) -> torch.Tensor:
+        return self(x) if self.cfg.sty_augment else x
