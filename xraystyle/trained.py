@@ -56,6 +56,19 @@ class TrainedModel:
             y[0, self.domains.index(name)] = value
         return y
 
+    def set_text(self, y: torch.Tensor) -> str:
+        """A finding set [1, K] as target text: ``effusion+nodule``, or ``normal`` when empty."""
+        return "+".join(d for d, v in zip(self.domains, y.reshape(-1).tolist()) if v == 1.0) or "normal"
+
+    def source_set(self, findings: tuple[float, ...] | None, given: list[str] | None = None) -> torch.Tensor:
+        """A source's own finding set [1, K] (NaN = unknown): ``given`` names (all others absent)
+        when the user named them, else a manifest row's values, else all unknown."""
+        if given is not None:
+            return self.finding_set(given)
+        if findings is not None:
+            return torch.tensor([findings], dtype=torch.float32)
+        return torch.full((1, len(self.domains)), float("nan"))
+
     @property
     def device(self) -> torch.device:
         return next(self.nets.parameters()).device

@@ -158,3 +158,62 @@ def test_synth_cli_relative_edits_on_finding_sets(tmp_path, monkeypatch):
     assert r.exit_code == 1 and "do not combine" in r.output
     r = runner.invoke(app, [*base, "--out", str(tmp_path / "d"), "--add", "mass"])
     assert r.exit_code == 1 and "unknown finding 'mass'" in r.output
+
+
+def test_synth_relative_edits_start_from_each_manifest_rows_own_set(tmp_path, monkeypatch):
+    monkeypatch.setenv("XRAYSTYLE_CACHE", str(tmp_path / "cache"))
+    m = write_multilabel_cohort(tmp_path / "c", n=6)
+    cfg = load_config(resolve_config("tiny"), {"domains": ["effusion", "nodule"], "model.conditioning": "set-additive",
+                                               "train.iters": 1})
+    training_loop(cfg, tmp_path / "run", m, cache_dir=tmp_path / "cache",
+                  accel=make_accel("reference", torch.device("cpu")), progress=False)
+    runner = CliRunner()
+    r = runner.invoke(app, ["synth", "--checkpoint", str(tmp_path / "run"), "--source", str(m.path), "--add", "nodule",
+                            "--out", str(tmp_path / "a"), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    targets = pd.read_csv(tmp_path / "a" / "index.csv")["target"].tolist()
+    # rows 0..5: (effusion, nodule) = (0,?) (1,0) (0,1) (1,1) (0,0) (1,?) with ? unknown (i % 5 == 0)
+    assert targets == ["nodule", "effusion+nodule", "nodule", "effusion+nodule", "nodule", "effusion+nodule"]
+    r = runner.invoke(app, ["synth", "--checkpoint", str(tmp_path / "run"), "--source", str(m.path),
+                            "--remove", "effusion", "--out", str(tmp_path / "b"), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert pd.read_csv(tmp_path / "b" / "index.csv")["target"].tolist() == [
+        "normal", "normal", "nodule", "nodule", "normal", "normal"]
+    assert "nodule unknown for some sources" in r.output  # rows 0 and 5, taken as absent
+    r = runner.invoke(app, ["synth", "--checkpoint", str(tmp_path / "run"), "--source", str(m.path),
+                            "--remove", "effusion", "--source-findings", "effusion,nodule", "--out",
+                            str(tmp_path / "c2"), "--no-progress"])
+    assert set(pd.read_csv(tmp_path / "c2" / "index.csv")["target"]) == {"nodule"}  # the flag wins
+
+
+def test_report_has_one_add_or_remove_section_per_finding_from_the_sources_own_set(tmp_path, monkeypatch):
+    from xraystyle.reporting.counterfactual import build_report
+    from xraystyle.synthesis import load_source
+    from xraystyle.trained import load_trained_model
+
+    monkeypatch.setenv("XRAYSTYLE_CACHE", str(tmp_path / "cache"))
+    m = write_multilabel_cohort(tmp_path / "c", n=6)
+    cfg = load_config(resolve_config("tiny"), {"domains": ["effusion", "nodule"], "model.conditioning": "set-additive",
+                                               "train.iters": 1})
+    training_loop(cfg, tmp_path / "run", m, cache_dir=tmp_path / "cache",
+                  accel=make_accel("reference", torch.device("cpu")), progress=False)
+    model = load_trained_model(tmp_path / "run")
+    src = load_source(m.root / "img" / "1.png", model.cfg.data.preprocess)
+    rep = build_report(model, src, source_set=torch.tensor([[1.0, 0.0]]), n_styles=2)
+    assert [(s.title, s.target, s.edited) for s in rep.sections] == [
+        ("remove effusion", "normal", "effusion"), ("add nodule", "effusion+nodule", "nodule")]
+    assert rep.source_domain == "effusion" and not rep.notes
+    rep = build_report(model, src, source_domain="effusion+nodule", n_styles=1)
+    assert [s.title for s in rep.sections] == ["remove effusion", "remove nodule"]
+    rep = build_report(model, src, source_set=torch.tensor([[1.0, NAN]]), n_styles=1)
+    assert [s.title for s in rep.sections] == ["remove effusion", "add nodule"]
+    assert rep.source_domain is None and "nodule" in rep.notes[0]
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["report", "--checkpoint", str(tmp_path / "run"), "--manifest", str(m.path), "--limit", "3",
+                            "--n-styles", "1", "--out", str(tmp_path / "rep"), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    index = (tmp_path / "rep" / "index.html").read_text()
+    assert "add / remove effusion" in index and "add / remove nodule" in index
+    page = next((tmp_path / "rep").glob("src-*.html")).read_text()
+    assert "add nodule" in page or "remove nodule" in page

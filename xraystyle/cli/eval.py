@@ -29,15 +29,18 @@ def eval_cmd(
     oracle: Annotated[str, typer.Option("--oracle", help="Phantom ground truth: auto (phantom cohorts), on, off.")] = "auto",
     oracle_patients: Annotated[int, typer.Option("--oracle-patients", help="Rendered phantom patients calibrating the oracle (half fit, half test).")] = 64,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")] = 32,
+    max_set_size: Annotated[Optional[int], typer.Option("--max-set-size", help="Multi-label models: largest finding set asked for (default: all findings).")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Evaluate every source -> target domain pair: validity, probability shifts, FID,
-    diversity, identity preservation, physics leakage (and phantom ground truth)."""
+    diversity, identity preservation, physics leakage (and phantom ground truth).
+    Multi-label models: every finding added and removed, and every finding set from normal."""
     from ..cohorts.manifest import load_manifest
     from ..errors import ConfigError
     from ..evaluation.classifier import load_classifier
     from ..evaluation.runner import EvalOptions, run_evaluation
+    from ..evaluation.sets import run_set_evaluation
     from ..evaluation.summary import metrics_table_markdown, write_outputs
     from ..trained import load_trained_model
     from ..training.accel import resolve_device
@@ -55,7 +58,12 @@ def eval_cmd(
     opts = EvalOptions(split=split, n_styles=n_styles, modes=modes[mode], limit=limit, seed=seed,
                        batch_size=batch_size, fid_split=fid_split, max_real=max_real, oracle=oracle,
                        oracle_patients=oracle_patients, progress=progress)
-    result = run_evaluation(model, manifest, judge, opts)
+    if max_set_size is not None and max_set_size < 1:
+        raise ConfigError(f"--max-set-size must be >= 1, got {max_set_size}")
+    if model.multi_label:
+        result = run_set_evaluation(model, manifest, judge, opts, max_set_size=max_set_size)
+    else:
+        result = run_evaluation(model, manifest, judge, opts)
     paths = write_outputs(result, out)
     typer.echo(metrics_table_markdown(result.metrics))
     typer.echo(f"wrote {paths['metrics']}, {paths['html']}")

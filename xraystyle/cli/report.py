@@ -20,7 +20,7 @@ def report(
     manifest: Annotated[Optional[Path], typer.Option("--manifest", help="Cohort mode: one report per manifest row.")] = None,
     limit: Annotated[int, typer.Option("--limit", help="Cohort mode: at most this many rows (in manifest order).")] = 20,
     split: Annotated[Optional[str], typer.Option("--split", help="Cohort mode: only rows of this split.")] = None,
-    source_domain: Annotated[Optional[str], typer.Option("--source-domain", help="Domain of --input (default: unknown, all targets).")] = None,
+    source_domain: Annotated[Optional[str], typer.Option("--source-domain", help="Domain of --input; multi-label models: its finding set, e.g. effusion+nodule or normal (default: unknown).")] = None,
     n_styles: Annotated[int, typer.Option("--n-styles", help="Latent styles per target domain.")] = 3,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the latent styles.")] = 0,
     reference: Annotated[Optional[list[Path]], typer.Option("--reference", help="Reference image (repeatable).")] = None,
@@ -73,7 +73,7 @@ def report(
 
     model = load_trained_model(checkpoint, device=resolve_device(device))
     if source_domain is not None:
-        model.domain_index(source_domain)
+        model.target_label(source_domain)  # a domain, or a finding set written a+b for multi-label models
     refs = []
     for i, ref_path in enumerate(refs_given):
         if domains_given:
@@ -94,9 +94,9 @@ def report(
     elif wanted:
         fail("--findings selects what the --classifier chart shows; give --classifier too")
 
-    def one(src, domain):
+    def one(src, domain, source_set=None):
         return build_report(model, src, source_domain=domain, n_styles=n_styles, seed=seed, references=refs,
-                            classifier=clf, findings=wanted, batch_size=batch_size)
+                            classifier=clf, findings=wanted, batch_size=batch_size, source_set=source_set)
 
     if input is not None:
         try:
@@ -121,16 +121,17 @@ def report(
         if src.sha256 in seen:
             continue
         seen.add(src.sha256)
-        rep = one(src, spec.domain)
+        rep = one(src, spec.domain, model.source_set(spec.findings) if model.multi_label else None)
         name = f"src-{src.short_hash}"
         write_report(rep, out, name=name, pdf=pdf)
         entry = {"href": f"{name}.html", "hash": src.short_hash, "domain": spec.domain}
         for section in rep.sections:
-            entry[f"change:{section.target}"] = section.mean_abs_change
-            entry[f"shift:{section.target}"] = section.key_shift
+            entry[f"change:{section.column}"] = section.mean_abs_change
+            entry[f"shift:{section.column}"] = section.key_shift
         entries.append(entry)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "index.html").write_text(render_index(entries, targets, clf is not None, len(failures)), encoding="utf-8")
+    (out / "index.html").write_text(render_index(entries, targets, clf is not None, len(failures),
+                                                         per_finding=model.multi_label), encoding="utf-8")
     typer.echo(f"wrote {len(entries)} report(s) and {out / 'index.html'}")
     if failures:
         for line in failures:

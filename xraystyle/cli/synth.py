@@ -30,19 +30,21 @@ def synth(
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     add: Annotated[Optional[str], typer.Option("--add", help="Multi-label: findings to add to the source's set (comma-separated).")] = None,
     remove: Annotated[Optional[str], typer.Option("--remove", help="Multi-label: findings to remove from the source's set.")] = None,
-    source_findings: Annotated[Optional[str], typer.Option("--source-findings", help="Multi-label: the source's findings for --add/--remove (comma-separated; others absent).")] = None,
+    source_findings: Annotated[Optional[str], typer.Option("--source-findings", help="Multi-label: the sources' findings for --add/--remove (comma-separated; others absent). Default: each manifest row's labels.")] = None,
     keep_source_names: Annotated[bool, typer.Option("--keep-source-names", help="Put input paths in index.csv and error lines (they may hold identifiers).")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
 ) -> None:
     """Translate SOURCE images to --target (K latent styles) or to the style of --reference.
 
     Multi-label models take finding sets: --target effusion+nodule (normal = the empty set), or
-    relative edits --add nodule --remove effusion applied to --source-findings.
+    relative edits --add nodule --remove effusion applied to each source's own set: --source-findings
+    when given, else the source's manifest row (unknown findings are taken as absent, with a note).
 
     Outputs are named by a hash of the source pixels, never by file name or DICOM tags:
     src-<hash>_to-<target>_z<k>.png|.dcm plus a provenance <name>.json, and index.csv.
     Unreadable inputs are skipped and reported by position; the exit code is then 1.
     """
+    import itertools
     import sys
 
     from tqdm import tqdm
@@ -78,14 +80,13 @@ def synth(
         fail("--size and --restore-geometry exclude each other")
 
     model = load_trained_model(checkpoint, device=resolve_device(device))
-    if relative:  # one finding set for all sources: --source-findings with the edits applied
-        edited = model.finding_set(names(add), base=model.finding_set(names(source_findings)),
-                                   absent=names(remove))
-        target = "+".join(d for d, v in zip(model.domains, edited[0].tolist()) if v == 1.0) or "normal"
+    given = names(source_findings) if source_findings is not None else None
+    if relative:  # validate the names now; each source's target is its own set with the edits applied
+        model.finding_set(names(add) + (given or []), absent=names(remove))
     ref = None
     if target is not None:
         model.target_label(target)
-    else:
+    elif not relative:
         domain = reference_domain
         if domain is None:
             domain = reference_domain_from_manifest(reference, reference_manifest, model.domains)
@@ -118,12 +119,30 @@ def synth(
             bar.update(1)
         bar.close()
 
+    unknown: set[str] = set()
+
+    def with_targets(stream):
+        """(target, source): the source's own set (--source-findings, else its manifest row) edited."""
+        for src in stream:
+            base = model.source_set(src.spec.findings if src.spec is not None else None, given)
+            unknown.update(d for d, v in zip(model.domains, base[0].tolist())
+                           if v != v and d not in names(add) + names(remove))
+            yield model.set_text(model.finding_set(names(add), base=base, absent=names(remove))), src
+
+    if relative:  # consecutive sources with the same target share batches
+        groups = ((t, [s for _, s in g]) for t, g in itertools.groupby(with_targets(loaded()), key=lambda p: p[0]))
+    else:
+        groups = iter([(target, loaded())])
     info = model_record(model)
     rows, n_files = [], 0
-    for result in synthesize(model, loaded(), target=target, reference=ref, n_styles=n_styles, seed=seed,
-                             batch_size=batch_size):
-        n_files += len(write_result(result, out, info, fmt=fmt, restore=restore_geometry, size=size))
-        rows.append(index_row(result))
+    for group_target, group in groups:
+        for result in synthesize(model, group, target=group_target, reference=ref, n_styles=n_styles, seed=seed,
+                                 batch_size=batch_size):
+            n_files += len(write_result(result, out, info, fmt=fmt, restore=restore_geometry, size=size))
+            rows.append(index_row(result))
+    if unknown:
+        typer.echo(f"xraystyle: {', '.join(sorted(unknown))} unknown for some sources (no --source-findings and no "
+                   "manifest label): taken as absent", err=True)
     write_index(rows, out, keep_source_names)
     typer.echo(f"wrote {len(rows)} synthetic image(s) from {len(seen)} source(s): {n_files + 1} files in {out}")
     if failures:

@@ -46,6 +46,12 @@ class Section:
     mean_abs_change: float  # % of display range, valid pixels, averaged over panels
     key_finding: str | None = None  # the finding this section adds or removes, if charted
     key_shift: float | None = None  # mean probability change of key_finding over panels
+    edited: str | None = None  # multi-label models: the one finding this section adds or removes
+
+    @property
+    def column(self) -> str:
+        """Cohort index column: the edited finding (multi-label) or the target domain."""
+        return self.edited or self.target
 
 
 @dataclass
@@ -100,6 +106,25 @@ def action_title(source_domain: str | None, target: str) -> str:
     return f"replace {source_domain} with {target}"
 
 
+def _finding_edits(model, source_domain: str | None, source_set: torch.Tensor | None,
+                   notes: list[str]) -> tuple[list[tuple[str, str, str]], str | None]:
+    """Per finding: (target set text, title, finding), and the source's set as text (None when
+    some finding is unknown; those are taken as absent and named in ``notes``)."""
+    if source_set is None:
+        source_set = (model.target_label(source_domain) if source_domain is not None
+                      else torch.full((1, len(model.domains)), float("nan")))
+    base = source_set.float().reshape(1, -1)
+    unknown = [d for d, v in zip(model.domains, base[0].tolist()) if v != v]
+    if unknown:
+        notes.append(f"source findings unknown: {', '.join(unknown)} (taken as absent: the report adds them)")
+    edits = []
+    for name, value in zip(model.domains, base[0].tolist()):
+        has = value == 1.0
+        y = model.finding_set([] if has else [name], base=base, absent=[name] if has else [])
+        edits.append((model.set_text(y), f"{'remove' if has else 'add'} {name}", name))
+    return edits, None if unknown else model.set_text(base)
+
+
 def _predict(classifier, images: list[np.ndarray]) -> np.ndarray:
     x = torch.as_tensor(np.stack(images), dtype=torch.float32)[:, None]
     with torch.no_grad():
@@ -110,14 +135,21 @@ def _predict(classifier, images: list[np.ndarray]) -> np.ndarray:
 def build_report(model, source: SourceImage, *, source_domain: str | None = None, n_styles: int = 3,
                  seed: int = 0, references: Sequence[ReferenceImage] = (), classifier=None,
                  classifier_name: str | None = None, findings: Sequence[str] | None = None,
-                 batch_size: int = 8) -> CounterfactualReport:
-    """Counterfactuals of ``source`` towards every domain but its own (all when unknown)."""
+                 batch_size: int = 8, source_set: torch.Tensor | None = None) -> CounterfactualReport:
+    """Counterfactuals of ``source`` towards every domain but its own (all when unknown).
+
+    Multi-label models get one section per finding instead: *remove f* when the source has it,
+    *add f* otherwise, each applied to the source's own set (``source_set`` [1, K] with NaN =
+    unknown, e.g. a manifest row, or ``source_domain`` written ``effusion+nodule``)."""
     if n_styles < 1:
         raise XrayStyleError(f"--n-styles must be at least 1, got {n_styles}")
-    if source_domain is not None:
-        model.domain_index(source_domain)
-    targets = [d for d in model.domains if d != source_domain]
-    notes = []
+    notes: list[str] = []
+    if model.multi_label:
+        targets, source_domain = _finding_edits(model, source_domain, source_set, notes)
+    else:
+        if source_domain is not None:
+            model.domain_index(source_domain)
+        targets = [(d, action_title(source_domain, d), None) for d in model.domains if d != source_domain]
     for ref in references:
         if ref.domain == source_domain:
             notes.append(f"a reference of the source's own domain ({ref.domain}) was not used")
@@ -127,7 +159,7 @@ def build_report(model, source: SourceImage, *, source_domain: str | None = None
         valid = np.ones_like(valid)
 
     sections = []
-    for target in targets:
+    for target, title, edited in targets:
         panels = [Panel(f"z{r.style_index}", "latent", r.image[0].numpy().astype(np.float64), None)
                   for r in synthesize(model, [source], target=target, n_styles=n_styles, seed=seed,
                                       batch_size=batch_size)]
@@ -145,7 +177,7 @@ def build_report(model, source: SourceImage, *, source_domain: str | None = None
         latent = np.stack([p.image for p in panels if p.mode == "latent"])
         std = latent.std(axis=0) if len(latent) >= 2 else None
         change = float(np.mean([np.abs(p.diff[valid]).mean() for p in panels]) * 50)
-        sections.append(Section(target, action_title(source_domain, target), panels, std, change))
+        sections.append(Section(target, title, panels, std, change, edited=edited))
 
     diffs = [np.abs(p.diff).ravel() for s in sections for p in s.panels]
     diff_limit = _robust_limit(diffs)
@@ -181,7 +213,7 @@ def _add_classifier(report: CounterfactualReport, classifier, name, requested, d
         for panel in section.panels:
             panel.probs = probs[row].tolist()
             row += 1
-        key = section.target if section.target != NORMAL else report.source_domain
+        key = section.edited or (section.target if section.target != NORMAL else report.source_domain)
         match = [f for f in chosen if key is not None and _norm(f) == _norm(key)]
         if match:
             j = chosen.index(match[0])

@@ -247,15 +247,17 @@ def write_report(report: CounterfactualReport, out_dir: str | os.PathLike, name:
 
 
 def render_index(entries: Sequence[dict[str, Any]], targets: Sequence[str], has_classifier: bool,
-                 failures: int = 0) -> str:
+                 failures: int = 0, per_finding: bool = False) -> str:
     """Cohort index: one row per report (link, source domain, per-target summary numbers).
 
     ``entries``: dicts with ``href``, ``hash``, ``domain`` and per target ``change:<t>`` and
-    ``shift:<t>`` (None where not applicable).
+    ``shift:<t>`` (None where not applicable). ``per_finding``: the columns are findings each
+    report adds or removes (multi-label models), not target domains.
     """
-    head = "".join(f"<th class=\"num\">to {e(t)}<br>mean |change|</th>" for t in targets)
+    verb = "add / remove" if per_finding else "to"
+    head = "".join(f"<th class=\"num\">{verb} {e(t)}<br>mean |change|</th>" for t in targets)
     if has_classifier:
-        head += "".join(f"<th class=\"num\">to {e(t)}<br>&Delta;p</th>" for t in targets)
+        head += "".join(f"<th class=\"num\">{verb} {e(t)}<br>&Delta;p</th>" for t in targets)
     rows = []
     for entry in entries:
         cells = "".join(f"<td class=\"num\">{'' if entry.get('change:' + t) is None else _pct(entry['change:' + t])}</td>"
