@@ -41,7 +41,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
 }
 
 # (label, mode, key): means over the model's domain pairs from metrics.json "summary", one pair
-# ("mode:source->target"), or the style/physics regression (mode None).
+# ("mode:source->target"), or the style/physics regression of one domain ("physics:domain",
+# mean over the physics parameters).
 COLUMNS = [
     ("validity (judge)", "latent", "validity"),
     ("validity (judge, ref)", "reference", "validity"),
@@ -53,8 +54,9 @@ COLUMNS = [
     ("exposure spread / real, normal->effusion", "latent:normal->effusion", "exposure_spread_ratio"),
     ("contrast spread / real", "latent", "contrast_spread_ratio"),
     ("exposure shift", "latent", "exposure_shift_abs"),
-    ("style->physics R2", None, "mean_style_r2"),
-    ("image->physics R2 (ceiling)", None, "mean_image_r2"),
+    # effusion codes only: a deterministic normal style has no normal codes to score
+    ("style->physics R2 (effusion)", "physics:effusion", "style_r2"),
+    ("image->physics R2 (ceiling)", "physics:effusion", "image_r2"),
 ]
 
 
@@ -90,8 +92,10 @@ def one(variant: str, seed: int, a, manifest: Path, judge: Path) -> Path:
 
 
 def value(metrics: dict, mode: str | None, key: str) -> float:
-    if mode is None:
-        return float(metrics.get("style_physics", {}).get(key, math.nan))
+    if mode.startswith("physics:"):
+        per = metrics.get("style_physics", {}).get(mode.split(":")[1], {})
+        vals = [v for k, v in per.items() if k.startswith(key + "/") and v is not None and math.isfinite(v)]
+        return float(np.mean(vals)) if vals else math.nan
     if ":" in mode:
         mode, pair = mode.split(":")
         src, trg = pair.split("->")

@@ -139,13 +139,15 @@ def manifest_sources(path: str | os.PathLike, domains: Sequence[str] | None = No
         manifest.df = manifest.df.iloc[:limit]
     labels = _manifest_domains(manifest, domains)
     named = [d for d in (domains or []) if d != "normal"]
-    values = (manifest.finding_matrix(named) if named and all(d in manifest.df.columns for d in named)
-              else np.full((len(manifest.df), 0), np.nan))
+    values = np.full((len(manifest.df), len(named)), np.nan)  # a finding without a column stays unknown
+    for j, d in enumerate(named):
+        if d in manifest.df.columns:
+            values[:, j] = manifest.finding_matrix([d])[:, 0]
     out = []
     for i, (rel, label) in enumerate(zip(manifest.df["path"], labels)):
         domain = None if label < 0 or domains is None else domains[label]
         out.append(SourceSpec(manifest.resolve(rel), rel, i + 1, domain,
-                              tuple(float(v) for v in values[i]) if values.shape[1] else None))
+                              tuple(float(v) for v in values[i]) if named else None))
     if not out:
         raise InputError(path, "manifest has no rows" + (f" in split {split!r}" if split else ""))
     return out
@@ -190,7 +192,9 @@ def load_source(spec: SourceSpec | str | os.PathLike, preprocess_cfg) -> SourceI
 def load_reference(path: str | os.PathLike, domain: str, model) -> ReferenceImage:
     """A reference image of ``domain`` (checked against the model). Errors say "reference
     image" rather than the path, which may carry an identifier."""
-    model.target_label(domain)
+    label = model.target_label(domain)
+    if model.multi_label:  # one spelling per set ("nodule+effusion" -> "effusion+nodule")
+        domain = model.set_text(label)
     try:
         src = load_source(path, model.cfg.data.preprocess)
     except InputError as exc:

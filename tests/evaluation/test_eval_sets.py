@@ -105,6 +105,9 @@ def test_identity_generator_scores_the_base_rate_on_every_task(ml_phantom, ml_ru
     assert all(r["identity_ssim"] == pytest.approx(1.0) and r["oracle_target_rate"] == 0.0 for r in scored)
     assert all(r["exposure_style_spread"] == 0.0 for r in scored)
     assert set(result.metrics["summary_by_kind"]) == {"add", "remove", "set"}
+    # add effusion to a nodule-positive source asks for the held-out pair: counted, not hidden
+    add_eff = next(r for r in rows if r["target"] == "add-effusion" and r["mode"] == "latent")
+    assert 0.0 <= add_eff["held_out_share"] <= 1.0 and "held_out_share" not in rows[-1]
 
 
 def test_eval_cli_evaluates_a_multi_label_checkpoint_per_set(ml_phantom, ml_run, ml_judge, tmp_path):
@@ -119,3 +122,10 @@ def test_eval_cli_evaluates_a_multi_label_checkpoint_per_set(ml_phantom, ml_run,
     assert "no-effusion → add-effusion" in r.output and (tmp_path / "e" / "summary.html").exists()
     r = runner.invoke(app, [*base, "--out", str(tmp_path / "f"), "--max-set-size", "0"])
     assert r.exit_code == 1 and "--max-set-size" in r.output and "Traceback" not in r.output
+
+
+def test_max_set_size_is_refused_for_a_single_domain_model(checkpoint, phantom_manifest, classifier_pt, tmp_path):
+    r = CliRunner().invoke(app, ["eval", "--checkpoint", str(checkpoint), "--cohort", str(phantom_manifest.path),
+                                 "--classifier", str(classifier_pt), "--out", str(tmp_path / "e"),
+                                 "--max-set-size", "2", "--no-progress"])
+    assert r.exit_code == 1 and "multi-label" in r.output and "Traceback" not in r.output

@@ -183,6 +183,7 @@ def test_synth_relative_edits_start_from_each_manifest_rows_own_set(tmp_path, mo
     r = runner.invoke(app, ["synth", "--checkpoint", str(tmp_path / "run"), "--source", str(m.path),
                             "--remove", "effusion", "--source-findings", "effusion,nodule", "--out",
                             str(tmp_path / "c2"), "--no-progress"])
+    assert r.exit_code == 0, r.output
     assert set(pd.read_csv(tmp_path / "c2" / "index.csv")["target"]) == {"nodule"}  # the flag wins
 
 
@@ -217,3 +218,13 @@ def test_report_has_one_add_or_remove_section_per_finding_from_the_sources_own_s
     assert "add / remove effusion" in index and "add / remove nodule" in index
     page = next((tmp_path / "rep").glob("src-*.html")).read_text()
     assert "add nodule" in page or "remove nodule" in page
+
+
+def test_manifest_sources_keep_the_labels_they_have_when_a_finding_column_is_missing(tmp_path):
+    from xraystyle.synthesis import list_sources
+
+    m = write_multilabel_cohort(tmp_path / "c", n=4)
+    df = pd.read_csv(m.path, comment="#").drop(columns=["nodule"])
+    only_effusion = write_manifest(df, tmp_path / "c" / "effusion_only.csv")
+    specs = list_sources(only_effusion.path, ["effusion", "nodule"])
+    assert specs[1].findings[0] == 1.0 and np.isnan(specs[1].findings[1])

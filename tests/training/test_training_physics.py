@@ -12,7 +12,7 @@ from xraystyle.paths import resolve_config
 from xraystyle.training.accel import make_accel
 from xraystyle.training.config import load_config
 from xraystyle.training.losses import d_loss, g_loss
-from xraystyle.training.physics import PhysicsAug, PhysicsConfig
+from xraystyle.training.physics import PhysicsAug, PhysicsConfig, StepAugmentConfig
 from xraystyle.training.state import build_state
 from xraystyle.training.step import train_step
 
@@ -163,17 +163,38 @@ def test_fixed_style_rows_single_and_multi_label():
         load_config(resolve_config("tiny"), {"model.normal_style": "sometimes"})
 
 
-def test_step_with_every_remedy_is_a_pure_function_of_seed_and_step(fetcher):
+def test_equivariance_holds_for_an_edit_that_changes_the_mean_but_commutes():
+    """A multiplicative edit of the lower half changes the image mean yet commutes with a contrast
+    change about mid-grey: the loss must be zero (it would not be about each image's own mean)."""
+
+    class _Scale(nn.Module):
+        def forward(self, x, s):
+            w = torch.ones_like(x)
+            w[..., x.shape[-2] // 2:, :] = 1.2
+            return x * w
+
+    x, y = _x() * 0.6, torch.tensor([0, 1, 0, 1])
+    contrast_only = StepAugmentConfig(exposure_prob=0.0, gamma_prob=0.0)
+    phys = PhysicsAug(PhysicsConfig(lambda_eq=1.0, augment=contrast_only), step_generator(0, 0, 2))
+    _, t = g_loss(_nets(G=_Scale()), x, y, 1 - y, z_trgs=(torch.randn(4, 3), torch.randn(4, 3)), phys=phys)
+    assert float(t["eq"]) < 1e-6
+
+
+def test_resumed_steps_draw_the_same_physics_whatever_the_global_rng(fetcher):
     cfg = load_config(resolve_config("tiny"), {**ALL_ON, "model.normal_style": "fixed"})
     accel = make_accel("reference", torch.device("cpu"))
-    results = []
-    for _ in range(2):
-        state = build_state(cfg, accel, seed=0)
-        terms = [train_step(state, state.nets, fetcher(state.step), cfg, accel) for _ in range(2)]
-        results.append((terms, [p.detach().clone() for p in state.nets["G"].parameters()]))
-    (t1, p1), (t2, p2) = results
-    assert {"G/latent_inv", "G/latent_eq", "G/ref_inv", "G/ref_eq"} <= set(t1[0])
-    for a, b in zip(t1, t2):
+    straight = build_state(cfg, accel, seed=0)
+    t_straight = [train_step(straight, straight.nets, fetcher(straight.step), cfg, accel) for _ in range(2)]
+    resumed = build_state(cfg, accel, seed=0)
+    t_resumed = [train_step(resumed, resumed.nets, fetcher(0), cfg, accel)]
+    torch.manual_seed(12345)  # as after a restart: the global RNG is somewhere else
+    torch.rand(7)
+    t_resumed.append(train_step(resumed, resumed.nets, fetcher(1), cfg, accel))
+    assert {"G/latent_inv", "G/latent_eq", "G/ref_inv", "G/ref_eq"} <= set(t_straight[0])
+    for a, b in zip(t_straight, t_resumed):
         assert all(torch.equal(a[k], b[k]) for k in a)
-    assert all(torch.equal(a, b) for a, b in zip(p1, p2))
-    assert all(torch.isfinite(v) for v in t1[-1].values())
+    assert all(torch.equal(a, b) for a, b in zip(straight.nets["G"].parameters(), resumed.nets["G"].parameters()))
+    assert all(torch.isfinite(v) for v in t_straight[-1].values())
+    x = _x()
+    draws = [PhysicsAug(cfg.physics, step_generator(0, step, 2))(x) for step in (0, 1)]
+    assert not torch.equal(draws[0], draws[1])  # each step draws afresh

@@ -51,6 +51,8 @@ def eval_cmd(
     for name, value in (("--split", split), ("--fid-split", fid_split)):
         if value not in ("train", "val", "test"):
             raise ConfigError(f"{name} must be train, val or test, got {value!r}")
+    if max_set_size is not None and max_set_size < 1:
+        raise ConfigError(f"--max-set-size must be >= 1, got {max_set_size}")
     dev = resolve_device(device)
     manifest = load_manifest(cohort)
     judge = load_classifier(classifier, weights_dir, dev)
@@ -58,8 +60,8 @@ def eval_cmd(
     opts = EvalOptions(split=split, n_styles=n_styles, modes=modes[mode], limit=limit, seed=seed,
                        batch_size=batch_size, fid_split=fid_split, max_real=max_real, oracle=oracle,
                        oracle_patients=oracle_patients, progress=progress)
-    if max_set_size is not None and max_set_size < 1:
-        raise ConfigError(f"--max-set-size must be >= 1, got {max_set_size}")
+    if max_set_size is not None and not model.multi_label:
+        raise ConfigError("--max-set-size is for multi-label (finding-set) models")
     if model.multi_label:
         result = run_set_evaluation(model, manifest, judge, opts, max_set_size=max_set_size)
     else:

@@ -56,7 +56,8 @@ def synth(
     from ..trained import load_trained_model
     from ..training.accel import resolve_device
 
-    names = lambda text: [n.strip() for n in (text or "").split(",") if n.strip()]  # noqa: E731
+    # "normal" names the empty set wherever findings are listed
+    names = lambda text: [n.strip() for n in (text or "").split(",") if n.strip() not in ("", "normal")]  # noqa: E731
     relative = bool(add or remove)
     if relative and (target is not None or reference is not None):
         fail("--add/--remove edit the source's finding set; do not combine them with --target or --reference")
@@ -129,8 +130,15 @@ def synth(
                            if v != v and d not in names(add) + names(remove))
             yield model.set_text(model.finding_set(names(add), base=base, absent=names(remove))), src
 
-    if relative:  # consecutive sources with the same target share batches
-        groups = ((t, [s for _, s in g]) for t, g in itertools.groupby(with_targets(loaded()), key=lambda p: p[0]))
+    def chunks(stream):
+        """(target, up to batch_size sources): consecutive sources with the same target share
+        batches; nothing is held beyond one batch."""
+        for t, group in itertools.groupby(stream, key=lambda p: p[0]):
+            while chunk := [s for _, s in itertools.islice(group, batch_size)]:
+                yield t, chunk
+
+    if relative:
+        groups = chunks(with_targets(loaded()))
     else:
         groups = iter([(target, loaded())])
     info = model_record(model)

@@ -34,10 +34,13 @@ class Batch:
                         for f in fields(self)})
 
 
-def step_generator(seed: int, step: int, stream: int) -> torch.Generator:
-    """A torch generator for one (seed, step, stream) triple, independent of global RNG state."""
+def step_generator(seed: int, step: int, stream: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A torch generator for one (seed, step, stream) triple, independent of global RNG state.
+
+    On ``device`` so that draws need no host-device copy; the same triple gives the same draws
+    on the same device type (CPU and CUDA generators differ)."""
     value = np.random.SeedSequence([seed, step, stream]).generate_state(2, dtype=np.uint64)[0]
-    return torch.Generator().manual_seed(int(value) & ((1 << 63) - 1))
+    return torch.Generator(device=device).manual_seed(int(value) & ((1 << 63) - 1))
 
 
 class BatchFetcher:

@@ -66,12 +66,14 @@ PHYSICS_COLUMNS = ("phys_exposure", "phys_contrast", "phys_gamma")
 def cv_r2(features: np.ndarray, target: np.ndarray, folds: int = 5, alpha: float = 0.1, seed: int = 0) -> float:
     """Cross-validated R^2 of a ridge regression of ``target`` (N,) on ``features`` (N, D).
 
-    Standardised features (train-fold statistics), ``alpha`` on the mean squared error scale.
-    Out-of-fold predictions, so a code carrying nothing about the target scores ~0 (or below),
-    not the in-sample fit a 64-dim code would always get. Hand-written: ten lines of numpy do
-    what scikit-learn's RidgeCV would, without adding it as a dependency.
+    Standardised features (train-fold statistics), a fixed ``alpha`` on the mean squared error
+    scale, out-of-fold predictions: a code carrying nothing about the target scores ~0 (or
+    below), not the in-sample fit a 64-dim code would always get. Rows with a missing target are
+    left out. Hand-written: a dozen lines of numpy instead of scikit-learn's cross_val_predict +
+    Ridge as a dependency.
     """
     x, t = np.asarray(features, np.float64), np.asarray(target, np.float64)
+    x, t = x[np.isfinite(t)], t[np.isfinite(t)]
     n = len(t)
     if n < 2 * folds or np.ptp(t) == 0:
         return float("nan")

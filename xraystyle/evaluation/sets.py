@@ -7,7 +7,8 @@ A finding-set model is asked for three kinds of counterfactuals, each a *task*:
 - ``remove f``: sources with ``f`` present; the target is the source's own set minus ``f``;
 - ``set T``: normal sources (every finding of the model known absent) translated to the set
   ``T``, for every non-empty ``T`` of at most ``max_set_size`` findings; combinations held out
-  of training (``data.holdout_combinations``) are marked ``held_out``.
+  of training (``data.holdout_combinations``) are marked ``held_out``; add / remove rows give
+  ``held_out_share``, the share of their sources whose target contains such a combination.
 
 Sources need every finding of the model known (a blank label is never read as absent). Each
 task gets K outputs per source (latent codes, or references whose own set is exactly the
@@ -156,19 +157,30 @@ def run_set_evaluation(model, manifest: Manifest | str | Path, classifier, optio
     rows: list[dict[str, Any]] = []
     arrays: dict[tuple[str, str, str], PairArrays] = {}
     bar = tqdm(total=len(tasks) * len(opt.modes), desc="evaluate sets", unit="task", disable=not opt.progress)
+    held = [np.isin(findings, c) for c in model.cfg.data.holdout_combinations]
+    real_rates = {t.target: _real_rate(t, findings, judged, cols, thr, real_sets, real_probs) for t in tasks}
     for t_i, task in enumerate(tasks):
-        cand, target = _sources(task, sets, findings)
-        if opt.limit is not None and len(cand) > opt.limit:
-            keep = np.sort(np.random.default_rng([opt.seed, t_i, 3]).choice(len(cand), size=opt.limit, replace=False))
-            cand, target = cand[keep], target[keep]
+        all_cand, all_target = _sources(task, sets, findings)
         for m_i, mode in enumerate(opt.modes):
+            cand, target = all_cand, all_target
+            if mode == "reference":  # only sources for which a reference with exactly the target set exists
+                has_ref = np.array([_key(t) in by_set for t in target], bool)
+                cand, target = cand[has_ref], target[has_ref]
+            if opt.limit is not None and len(cand) > opt.limit:  # the same seeded choice in both modes
+                keep = np.sort(np.random.default_rng([opt.seed, t_i, 3]).choice(len(cand), size=opt.limit,
+                                                                                 replace=False))
+                cand, target = cand[keep], target[keep]
             row = {"source": task.source, "target": task.target, "mode": mode, "kind": task.kind,
                    "edited": list(task.edited), "held_out": task.held_out, "n_styles": K}
+            if task.kind != "set" and held:
+                # add f to a source that has the rest of a held-out combination: its target was never trained
+                row["held_out_share"] = float(np.mean([any((t[h] == 1).all() for h in held) for t in target])
+                                              if len(target) else 0.0)
             ctx = _Task(task, findings, judged, cols, thr, K, size, priors, masks, real_stats)
             res = _run_task(model, judges, pool, cand, target, mode, by_set, ctx, opt,
                             np.random.default_rng([opt.seed, t_i, m_i]), arrays)
             row.update(res)
-            row.update(_real_rate(task, findings, judged, cols, thr, real_sets, real_probs))
+            row.update(real_rates[task.target])
             rows.append(row)
             bar.update(1)
     bar.close()
@@ -223,9 +235,6 @@ def _run_task(model, judges: Judges, pool: ImageSet, cand: np.ndarray, target: n
               by_set: dict[bytes, np.ndarray], ctx: _Task, opt: EvalOptions,
               rng: np.random.Generator, arrays: dict) -> dict[str, Any]:
     K, size, dev = ctx.K, ctx.size, model.device
-    if mode == "reference":  # references whose own set is exactly the target
-        has_ref = np.array([_key(t) in by_set for t in target], bool)
-        cand, target = cand[has_ref], target[has_ref]
     res: dict[str, Any] = {"n_sources": int(len(cand))}
     if len(cand) == 0:
         return res

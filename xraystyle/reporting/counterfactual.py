@@ -150,9 +150,12 @@ def build_report(model, source: SourceImage, *, source_domain: str | None = None
         if source_domain is not None:
             model.domain_index(source_domain)
         targets = [(d, action_title(source_domain, d), None) for d in model.domains if d != source_domain]
+    target_names = {t for t, _title, _edited in targets}
     for ref in references:
         if ref.domain == source_domain:
             notes.append(f"a reference of the source's own domain ({ref.domain}) was not used")
+        elif ref.domain not in target_names:
+            notes.append(f"a reference of {ref.domain} was not used: no section of this report targets it")
     src = source.image[0].numpy().astype(np.float64)
     valid = source.valid_mask[0].numpy().astype(bool)
     if not valid.any():

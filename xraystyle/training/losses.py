@@ -58,8 +58,6 @@ def r1_penalty(d_out: torch.Tensor, x_real: torch.Tensor) -> torch.Tensor:
 def style_target(nets: Nets, y_trg: torch.Tensor, z_trg: torch.Tensor | None,
                  x_ref: torch.Tensor | None, fixed: torch.Tensor | None = None) -> torch.Tensor:
     """s_trg from a latent code (mapping network) or from a reference image (style encoder)."""
-    if (z_trg is None) == (x_ref is None):
-        raise ValueError("give exactly one of z_trg and x_ref")
     return style_code(nets, y_trg, z=z_trg, x_ref=x_ref, fixed=fixed)
 
 
@@ -135,7 +133,8 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
     if phys is not None and phys.cfg.lambda_eq > 0:
         # Same draw on both sides: translating a re-exposed image = re-exposing the translation.
         p = phys.params(x_real)
-        loss_eq = (G(phys.apply(x_real, p), s_trg).float() - phys.apply(x_fake, p).float()).abs().mean()
+        loss_eq = (G(phys.apply(x_real, p, pointwise=True), s_trg).float()
+                   - phys.apply(x_fake, p, pointwise=True).float()).abs().mean()
         loss = loss + phys.cfg.lambda_eq * loss_eq
         terms["eq"] = loss_eq
     return loss, {k: v.detach() for k, v in terms.items()}

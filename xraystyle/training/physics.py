@@ -12,8 +12,10 @@ intensity transforms as the data augmentation (``transforms.physics``):
   statistics cannot separate real from fake or one domain from another;
 - ``e_augment``: the style encoder extracts styles (references, cycle) from augmented images;
 - ``lambda_inv``: style-encoder invariance, ``|E(aug(x), y) - E(x, y)|`` on real and fake images;
-- ``lambda_eq``: generator equivariance, ``|G(aug(x), s) - aug(G(x, s))|`` for the same draw;
-  pointwise monotone intensity maps commute with the anatomy, so a good generator obeys it;
+- ``lambda_eq``: generator equivariance, ``|G(aug(x), s) - aug(G(x, s))|`` for the same draw,
+  applied as one fixed grey-level map (contrast about mid-grey, not about each image's mean,
+  which a finding changes): a generator that edits the finding and leaves the rest commutes
+  with it;
 - ``sty_augment``: style reconstruction through an augmentation, ``|E(aug(G(x, s)), y) - s|``:
   a style carried by exposure is scrambled before E reads it, so it cannot be reconstructed.
 
@@ -24,6 +26,7 @@ blur or geometry: those do not commute with the anatomy.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
@@ -38,6 +41,8 @@ class StepAugmentConfig(AugmentConfig):
 
     Wider than the data augmentation's defaults: they stand for the spread between sites,
     which the networks must learn to ignore, not for mild jitter."""
+
+    KEY: ClassVar[str] = "physics.augment"
 
     exposure_prob: float = 1.0
     exposure_range: Range = (-0.25, 0.25)
@@ -64,13 +69,17 @@ class PhysicsConfig:
     sty_augment: bool = False
 
     def __post_init__(self) -> None:
+        remedies = self.d_augment or self.e_augment or self.sty_augment or self.lambda_inv > 0 or self.lambda_eq > 0
+        check(self.augment.enabled or not remedies, "physics.augment.enabled",
+              "false would turn every physics remedy into a no-op; switch the remedies off instead")
         for key in ("d_augment", "e_augment", "sty_augment"):
             check(isinstance(getattr(self, key), bool), f"physics.{key}", "expected true/false")
         check(self.lambda_inv >= 0 and self.lambda_eq >= 0, "physics.lambda_inv/lambda_eq", "must be >= 0")
 
     @property
     def active(self) -> bool:
-        return self.d_augment or self.e_augment or self.sty_augment or self.lambda_inv > 0 or self.lambda_eq > 0
+        remedies = self.d_augment or self.e_augment or self.sty_augment or self.lambda_inv > 0 or self.lambda_eq > 0
+        return remedies and self.augment.enabled
 
 
 class PhysicsAug:
@@ -85,13 +94,17 @@ class PhysicsAug:
 
     def params(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         b = x.shape[0]
-        template = x.new_empty((self.world * b, *x.shape[1:]), dtype=torch.float32)
+        # Only the shape, dtype and device matter: a zero-stride view allocates nothing.
+        template = x.new_zeros((), dtype=torch.float32).expand(self.world * b, *x.shape[1:])
         drawn = sample_physics(template, self.cfg.augment, self.generator)
         mine = slice(self.rank * b, (self.rank + 1) * b)
         return {k: v[mine] for k, v in drawn.items()}
 
-    def apply(self, x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
-        return apply_physics(x, params, contrast_about=self.cfg.augment.contrast_about)
+    def apply(self, x: torch.Tensor, params: dict[str, torch.Tensor], pointwise: bool = False) -> torch.Tensor:
+        """``pointwise``: contrast about mid-grey instead of the image's own mean, so the
+        transform is one fixed monotone grey-level map for both sides of an equivariance."""
+        about = "zero" if pointwise else self.cfg.augment.contrast_about
+        return apply_physics(x, params, contrast_about=about)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.apply(x, self.params(x))

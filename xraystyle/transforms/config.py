@@ -8,7 +8,7 @@ All intensities are in the pipeline's [-1, 1] units (air/black -1, bone/white +1
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from ..config import check
 
@@ -43,6 +43,8 @@ class AugmentConfig:
     Defaults are mild: they mimic the spread between exposures and vendors, not damage.
     """
 
+    KEY: ClassVar[str] = "augment"  # config key named in error messages
+
     enabled: bool = True
     # Additive offset: a dose change shifts the log (displayed) signal by a constant.
     exposure_prob: float = 0.5
@@ -62,16 +64,16 @@ class AugmentConfig:
     blur_range: Range = (0.0, 1.0)
 
     def __post_init__(self) -> None:
-        check(isinstance(self.enabled, bool), "augment.enabled", f"expected true/false, got {self.enabled!r}")
+        check(isinstance(self.enabled, bool), f"{self.KEY}.enabled", f"expected true/false, got {self.enabled!r}")
         for name in ("exposure", "contrast", "gamma", "noise", "blur"):
-            key = f"augment.{name}_prob"
+            key = f"{self.KEY}.{name}_prob"
             setattr(self, f"{name}_prob", _prob(getattr(self, f"{name}_prob"), key))
-        self.exposure_range = _range(self.exposure_range, "augment.exposure_range", -1.0, 1.0)
-        self.contrast_range = _range(self.contrast_range, "augment.contrast_range", 0.0, 10.0, open_low=True)
-        self.gamma_range = _range(self.gamma_range, "augment.gamma_range", 0.0, 10.0, open_low=True)
-        self.noise_range = _range(self.noise_range, "augment.noise_range", 0.0, 1.0)
-        self.blur_range = _range(self.blur_range, "augment.blur_range", 0.0, 20.0)
-        check(self.contrast_about in ("mean", "zero"), "augment.contrast_about",
+        self.exposure_range = _range(self.exposure_range, f"{self.KEY}.exposure_range", -1.0, 1.0)
+        self.contrast_range = _range(self.contrast_range, f"{self.KEY}.contrast_range", 0.0, 10.0, open_low=True)
+        self.gamma_range = _range(self.gamma_range, f"{self.KEY}.gamma_range", 0.0, 10.0, open_low=True)
+        self.noise_range = _range(self.noise_range, f"{self.KEY}.noise_range", 0.0, 1.0)
+        self.blur_range = _range(self.blur_range, f"{self.KEY}.blur_range", 0.0, 20.0)
+        check(self.contrast_about in ("mean", "zero"), f"{self.KEY}.contrast_about",
               f"must be 'mean' or 'zero', got {self.contrast_about!r}")
 
 
