@@ -35,9 +35,11 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "g-equivariance": ("G(aug(x), s) ~ aug(G(x, s)), weight 1", {"physics.lambda_eq": 1.0}),
     "sty-augment": ("style reconstruction through aug", {"physics.sty_augment": True}),
     "normal-fixed": ("deterministic normal style", {"model.normal_style": "fixed"}),
-    "sty+inv": ("sty-augment + e-invariance", {"physics.sty_augment": True, "physics.lambda_inv": 1.0}),
-    "sty+inv+fixed": ("sty-augment + e-invariance + normal-fixed",
-                      {"physics.sty_augment": True, "physics.lambda_inv": 1.0, "model.normal_style": "fixed"}),
+    "d-e+inv": ("d-e-augment + e-invariance",
+                {"physics.d_augment": True, "physics.e_augment": True, "physics.lambda_inv": 1.0}),
+    "d-e+inv+fixed": ("d-e-augment + e-invariance + normal-fixed",
+                      {"physics.d_augment": True, "physics.e_augment": True, "physics.lambda_inv": 1.0,
+                       "model.normal_style": "fixed"}),
 }
 
 # (label, mode, key): means over the model's domain pairs from metrics.json "summary", one pair
@@ -127,6 +129,7 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=2, help="runs in parallel (one CPU thread each)")
     p.add_argument("--limit", type=int, default=32)
     p.add_argument("--n-styles", type=int, default=5)
+    p.add_argument("--table-only", action="store_true", help="tabulate finished runs, start nothing")
     a = p.parse_args()
     variants = [v for v in a.variants.split(",") if v]
     unknown = sorted(set(variants) - set(VARIANTS))
@@ -156,7 +159,7 @@ def main() -> None:
              "effusion", "--size", str(size), "--epochs", "4", "--out", str(judge), "--no-progress"],
             a.out / "logs" / "judge.log")
 
-    jobs = [(v, s) for s in seeds for v in variants]
+    jobs = [] if a.table_only else [(v, s) for s in seeds for v in variants]
     with cf.ThreadPoolExecutor(a.jobs) as pool:
         futures = {pool.submit(one, v, s, a, manifest, judge): (v, s) for v, s in jobs}
         for f in cf.as_completed(futures):

@@ -86,6 +86,16 @@ def write_multilabel_cohort(root, n=24):
     return write_manifest(pd.DataFrame(rows), root / "manifest.csv")
 
 
+def one_step_multilabel_run(tmp_path, n=6):
+    """A 6-image two-finding cohort in tmp_path/c and a one-step set-additive run in tmp_path/run."""
+    m = write_multilabel_cohort(tmp_path / "c", n=n)
+    cfg = load_config(resolve_config("tiny"), {"domains": ["effusion", "nodule"], "model.conditioning": "set-additive",
+                                               "train.iters": 1})
+    training_loop(cfg, tmp_path / "run", m, cache_dir=tmp_path / "cache",
+                  accel=make_accel("reference", torch.device("cpu")), progress=False)
+    return m
+
+
 @pytest.mark.parametrize("kind", ["set-additive", "set-film"])
 def test_multilabel_training_runs_and_resumes(tmp_path, kind):
     m = write_multilabel_cohort(tmp_path / "c")
@@ -162,11 +172,7 @@ def test_synth_cli_relative_edits_on_finding_sets(tmp_path, monkeypatch):
 
 def test_synth_relative_edits_start_from_each_manifest_rows_own_set(tmp_path, monkeypatch):
     monkeypatch.setenv("XRAYSTYLE_CACHE", str(tmp_path / "cache"))
-    m = write_multilabel_cohort(tmp_path / "c", n=6)
-    cfg = load_config(resolve_config("tiny"), {"domains": ["effusion", "nodule"], "model.conditioning": "set-additive",
-                                               "train.iters": 1})
-    training_loop(cfg, tmp_path / "run", m, cache_dir=tmp_path / "cache",
-                  accel=make_accel("reference", torch.device("cpu")), progress=False)
+    m = one_step_multilabel_run(tmp_path)
     runner = CliRunner()
     r = runner.invoke(app, ["synth", "--checkpoint", str(tmp_path / "run"), "--source", str(m.path), "--add", "nodule",
                             "--out", str(tmp_path / "a"), "--no-progress"])
@@ -193,11 +199,7 @@ def test_report_has_one_add_or_remove_section_per_finding_from_the_sources_own_s
     from xraystyle.trained import load_trained_model
 
     monkeypatch.setenv("XRAYSTYLE_CACHE", str(tmp_path / "cache"))
-    m = write_multilabel_cohort(tmp_path / "c", n=6)
-    cfg = load_config(resolve_config("tiny"), {"domains": ["effusion", "nodule"], "model.conditioning": "set-additive",
-                                               "train.iters": 1})
-    training_loop(cfg, tmp_path / "run", m, cache_dir=tmp_path / "cache",
-                  accel=make_accel("reference", torch.device("cpu")), progress=False)
+    m = one_step_multilabel_run(tmp_path)
     model = load_trained_model(tmp_path / "run")
     src = load_source(m.root / "img" / "1.png", model.cfg.data.preprocess)
     rep = build_report(model, src, source_set=torch.tensor([[1.0, 0.0]]), n_styles=2)

@@ -202,6 +202,16 @@ def _fid(feats: np.ndarray, real: dict, key: str) -> float:
     return frechet_distance(FeatureStats.of(feats), FeatureStats.of(real[key]))
 
 
+def output_scores(x_out: torch.Tensor, x_rep: torch.Tensor, x_src: torch.Tensor, keep: torch.Tensor,
+                  K: int) -> dict[str, np.ndarray]:
+    """Identity (SSIM, L1) of each of the K outputs per source against its source, and global
+    intensity statistics of outputs (b, K, 2) and sources (b, 2), all over the ``keep`` pixels."""
+    keep_rep = keep.repeat_interleave(K, dim=0)
+    ssim, l1 = identity_scores(x_out, x_rep, keep_rep)
+    return {"ssim": ssim, "l1": l1, "stats_out": global_stats(x_out, keep_rep).reshape(len(keep), K, 2),
+            "stats_src": global_stats(x_src, keep)}
+
+
 def _keep_mask(src_mask: torch.Tensor | None, prior: np.ndarray | None, n: int, size: int) -> torch.Tensor:
     """(n, S, S) True outside the finding region (source masks and the added finding's prior)."""
     keep = torch.ones(n, size, size, dtype=torch.bool)
@@ -379,12 +389,8 @@ def _evaluate_pair(model: ModelView, judges: Judges, src_set: ImageSet, pool: Im
             acc["inc_out"].append(j_out["inception"])
         m_src = masks_all[idx] if masks_all is not None else None
         keep = _keep_mask(m_src, prior, b, size)
-        keep_rep = keep.repeat_interleave(K, dim=0)
-        ssim, l1 = identity_scores(x_out, x_rep, keep_rep)
-        acc["ssim"].append(ssim)
-        acc["l1"].append(l1)
-        acc["stats_out"].append(global_stats(x_out, keep_rep).reshape(b, K, 2))
-        acc["stats_src"].append(global_stats(x_src, keep))
+        for k, v in output_scores(x_out, x_rep, x_src, keep, K).items():
+            acc[k].append(v)
         outs_k = x_out.reshape(b, K, 1, size, size)
         feats_k = torch.from_numpy(j_out["feats"]).reshape(b, K, -1)
         for i in range(b):

@@ -47,9 +47,8 @@ from ..errors import XrayStyleError
 from ..synthesis import translate_latent, translate_reference
 from .data import ImageSet, load_set, manifest_prior, source_masks
 from .diversity import pairwise_l1
-from .identity import identity_scores
 from .physics import global_stats, leakage_summary
-from .runner import PRIOR_REGION, EvalOptions, EvalResult, Judges, PairArrays, summarise
+from .runner import PRIOR_REGION, EvalOptions, EvalResult, Judges, PairArrays, output_scores, summarise
 
 log = logging.getLogger(__name__)
 
@@ -269,12 +268,8 @@ def _run_task(model, judges: Judges, pool: ImageSet, cand: np.ndarray, target: n
         for f in removed:
             if masks.get(f) is not None:
                 keep &= ~masks[f][idx]
-        keep_rep = keep.repeat_interleave(K, dim=0)
-        ssim, l1 = identity_scores(x_out, x_rep, keep_rep)
-        acc["ssim"].append(ssim)
-        acc["l1"].append(l1)
-        acc["stats_out"].append(global_stats(x_out, keep_rep).reshape(b, K, 2))
-        acc["stats_src"].append(global_stats(x_src, keep))
+        for k, v in output_scores(x_out, x_rep, x_src, keep, K).items():
+            acc[k].append(v)
         outs_k = x_out.reshape(b, K, 1, size, size)
         acc["div"] += [pairwise_l1(outs_k[i]) for i in range(b)]
         if judges.oracle is not None:
