@@ -28,6 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from xraystyle.paths import cache_dir, resolve_config  # noqa: E402
 
+# Every remedy off: the base config's own physics choices (demo.yaml now has the winner on) must
+# not leak into the baseline or the single-remedy variants.
+BASELINE = {"physics.d_augment": False, "physics.e_augment": False, "physics.lambda_inv": 0.0,
+            "physics.lambda_eq": 0.0, "physics.sty_augment": False, "model.normal_style": "sampled"}
+
 VARIANTS: dict[str, tuple[str, dict]] = {
     "baseline": ("StarGAN v2 (data augmentation of all inputs only)", {}),
     "d-e-augment": ("D and E see augmented images", {"physics.d_augment": True, "physics.e_augment": True}),
@@ -141,12 +146,12 @@ def main() -> None:
 
     base = yaml.safe_load(resolve_config(a.config).read_text())
     size = base["model"]["img_size"]
-    for v in variants:
+    for v in [] if a.table_only else variants:
         cfg = json.loads(json.dumps(base))
         set_dotted(cfg, "train.iters", a.iters)
         set_dotted(cfg, "loss.ds_decay_iters", a.iters)
         set_dotted(cfg, "train.sample_every", a.iters)
-        for k, val in VARIANTS[v][1].items():
+        for k, val in {**BASELINE, **VARIANTS[v][1]}.items():
             set_dotted(cfg, k, val)
         (a.out / "configs" / f"{v}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
 

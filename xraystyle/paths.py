@@ -17,7 +17,7 @@ def cache_dir() -> Path:
 
 
 def resolve_config(spec: str | Path) -> Path:
-    """A config path, or the name of a packaged config (``tiny``, ``demo``, ``paper-256``)."""
+    """A config path, or the name of a packaged config (``tiny``, ``demo``, ``xray-256``, ``paper-256``)."""
     path = Path(spec)
     if path.exists():
         return path

@@ -30,6 +30,19 @@ def test_dry_run_prints_resolved_config():
     assert cfg["model"]["img_size"] == 32
 
 
+def test_default_configs_keep_physics_out_of_the_style(png_cohort):
+    """Real cohorts default to xray-256 (the paper + the remedies docs/physics.md supports); the
+    phantom demo uses them too; paper-256 stays the published arithmetic."""
+    for args, size, physics_on in ((("--cohort", png_cohort.path), 256, True), ((), 64, True),
+                                   (("--config", "paper-256"), 256, False)):
+        r = invoke(*args, "--dry-run")
+        assert r.exit_code == 0, r.output
+        cfg = yaml.safe_load(r.output)
+        assert cfg["model"]["img_size"] == size
+        phys = cfg["physics"]
+        assert (phys["d_augment"], phys["e_augment"], phys["lambda_inv"] > 0) == (physics_on,) * 3, args
+
+
 def test_train_then_resume_to_more_steps(png_cohort, tmp_path):
     run = tmp_path / "run"
     r = invoke("--config", "tiny", "--cohort", png_cohort.path, "--iters", 2, "--out", run, "--no-progress")

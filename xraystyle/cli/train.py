@@ -24,7 +24,7 @@ def train(
     conditioning: Annotated[Optional[str], typer.Option(help="single, set-additive or set-film (default: from config; set-additive with --multi-label).")] = None,
     cohort: Annotated[Optional[str], typer.Option(help="Manifest CSV or cohort YAML (default: built-in phantom cohort).")] = None,
     images: Annotated[Optional[Path], typer.Option(help="Image root for a cohort YAML.")] = None,
-    config: Annotated[Optional[str], typer.Option(help="Run config YAML or packaged name (tiny, demo, paper-256).")] = None,
+    config: Annotated[Optional[str], typer.Option(help="Run config YAML or packaged name (tiny, demo, xray-256, paper-256); default: demo on the phantom, xray-256 with --cohort.")] = None,
     iters: Annotated[Optional[int], typer.Option(help="Total number of steps (a resumed run continues to it).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/<domains>).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the run folder's latest checkpoint.")] = False,
@@ -56,7 +56,7 @@ def train(
             overrides[key] = value
     if conditioning is not None:
         overrides["model.conditioning"] = conditioning
-    cfg_path = resolve_config(config if config is not None else ("demo" if cohort is None else "paper-256"))
+    cfg_path = resolve_config(config if config is not None else ("demo" if cohort is None else "xray-256"))
     if multi_label and conditioning is None:
         base = load_yaml(cfg_path).get("model", {}).get("conditioning", "single")
         overrides["model.conditioning"] = base if base.startswith("set-") else "set-additive"
