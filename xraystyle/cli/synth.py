@@ -82,8 +82,9 @@ def synth(
 
     model = load_trained_model(checkpoint, device=resolve_device(device))
     given = names(source_findings) if source_findings is not None else None
+    added, removed = names(add), names(remove)
     if relative:  # validate the names now; each source's target is its own set with the edits applied
-        model.finding_set(names(add) + (given or []), absent=names(remove))
+        model.finding_set(added + (given or []), absent=removed)
     ref = None
     if target is not None:
         model.target_label(target)
@@ -126,9 +127,8 @@ def synth(
         """(target, source): the source's own set (--source-findings, else its manifest row) edited."""
         for src in stream:
             base = model.source_set(src.spec.findings if src.spec is not None else None, given)
-            unknown.update(d for d, v in zip(model.domains, base[0].tolist())
-                           if v != v and d not in names(add) + names(remove))
-            yield model.set_text(model.finding_set(names(add), base=base, absent=names(remove))), src
+            unknown.update(d for d, v in zip(model.domains, base[0].tolist()) if v != v and d not in added + removed)
+            yield model.set_text(model.finding_set(added, base=base, absent=removed)), src
 
     def chunks(stream):
         """(target, up to batch_size sources): consecutive sources with the same target share
