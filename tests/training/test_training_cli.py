@@ -41,6 +41,7 @@ def test_default_configs_keep_physics_out_of_the_style(png_cohort):
         assert cfg["model"]["img_size"] == size
         phys = cfg["physics"]
         assert (phys["d_augment"], phys["e_augment"], phys["lambda_inv"] > 0) == (physics_on,) * 3, args
+        assert cfg["model"]["normal_style"] == ("fixed" if physics_on else "sampled"), args
 
 
 def test_train_then_resume_to_more_steps(png_cohort, tmp_path):

@@ -157,8 +157,8 @@ def test_fixed_style_rows_single_and_multi_label():
                                                  "domains": ["effusion", "nodule"]})
     y = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, float("nan")]])
     assert multi.fixed_style_rows(y).tolist() == [True, False, False]  # unknown is not "absent"
-    with pytest.raises(ConfigError, match="model.normal_style"):
-        load_config(resolve_config("tiny"), {"model.normal_style": "fixed", "domains": ["effusion", "nodule"]})
+    no_normal = load_config(resolve_config("tiny"), {"model.normal_style": "fixed", "domains": ["effusion", "nodule"]})
+    assert no_normal.fixed_style_rows(torch.tensor([0, 1])) is None  # no normal domain: nothing fixed
     with pytest.raises(ConfigError, match="model.normal_style"):
         load_config(resolve_config("tiny"), {"model.normal_style": "sometimes"})
 

@@ -23,7 +23,8 @@ class ModelConfig:
     n_down: int | None = None  # generator down-sampling blocks; None: log2(img_size) - 4
     conditioning: str = "single"  # "single" (domain index) | "set-additive" | "set-film" (finding sets)
     # "sampled": every target has diverse styles (the paper). "fixed": the normal target (the empty
-    # finding set) gets the one deterministic style F(0, y) (docs/physics.md).
+    # finding set) gets the one deterministic style F(0, y) (docs/physics.md); runs without a
+    # normal domain are unaffected.
     normal_style: str = "sampled"
 
     def __post_init__(self):

@@ -111,8 +111,6 @@ class RunConfig:
         else:
             check(len(self.domains) >= 2, "domains", "need at least two domains, e.g. normal,effusion")
             check(not self.data.holdout_combinations, "data.holdout_combinations", "needs a multi-label run")
-            check(self.model.normal_style == "sampled" or "normal" in self.domains, "model.normal_style",
-                  "fixed needs a 'normal' domain")
         check(len(set(self.domains)) == len(self.domains), "domains", "names must be unique")
         for name in self.domains:
             check(name.isidentifier() and name.islower(), "domains",
@@ -131,12 +129,14 @@ class RunConfig:
 
     def fixed_style_rows(self, y: torch.Tensor) -> torch.Tensor | None:
         """Bool (B,) mask of labels whose style is the deterministic normal one, or None when
-        every target has sampled styles (``model.normal_style``). A set with an unknown
-        finding is not the empty set."""
+        every target has sampled styles (``model.normal_style: sampled``, or a single-domain run
+        without a "normal" domain). A set with an unknown finding is not the empty set."""
         if self.model.normal_style != "fixed":
             return None
         if self.multi_label:
             return (y == 0).all(dim=1)
+        if "normal" not in self.domains:  # e.g. effusion <-> cardiomegaly: every domain keeps its diversity
+            return None
         return y == self.domains.index("normal")
 
 
