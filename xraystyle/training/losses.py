@@ -126,8 +126,12 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
     loss = loss_adv + lambda_sty * loss_sty - lambda_ds * loss_ds + lambda_cyc * loss_cyc
     terms = {"adv": loss_adv, "sty": loss_sty, "ds": loss_ds, "cyc": loss_cyc}
     if phys is not None and phys.cfg.lambda_inv > 0:
-        # The style of an image must not depend on its exposure: real and generated images.
-        loss_inv = sum((E(phys(x), y) - E(x, y)).float().abs().mean() for x, y in ((x_real, y_org), (x_fake, y_trg)))
+        # The style of an image must not depend on its exposure: real and generated images. E of
+        # the plain image is already at hand (cycle / style terms) unless a remedy changed its input.
+        plain_real = s_org if not phys.cfg.e_augment and fixed_org is None else E(x_real, y_org)
+        plain_fake = s_pred if not phys.cfg.sty_augment else E(x_fake, y_trg)
+        loss_inv = sum((E(phys(x), y) - plain).float().abs().mean()
+                       for x, y, plain in ((x_real, y_org, plain_real), (x_fake, y_trg, plain_fake)))
         loss = loss + phys.cfg.lambda_inv * loss_inv
         terms["inv"] = loss_inv
     if phys is not None and phys.cfg.lambda_eq > 0:
