@@ -79,8 +79,10 @@ def d_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
     # The R1 double backward runs in fp32 even under autocast: its gradient norm is small and
     # squared, exactly where bf16 rounding hurts.
     fp32 = torch.autocast(x_real.device.type, enabled=False) if use_r1 else contextlib.nullcontext()
+    # "D_r1" (when given) is the eager D: compiled graphs cannot be differentiated twice.
+    D_real = nets["D_r1"] if use_r1 and "D_r1" in nets else nets["D"]
     with fp32:
-        out_real = nets["D"](x_in, y_org)
+        out_real = D_real(x_in, y_org)
     loss_real = adv_loss(out_real, 1.0)
     loss_reg = r1_penalty(out_real, x_in) if use_r1 else out_real.new_zeros(())
 
@@ -113,9 +115,11 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
     s_pred = E(_through(phys, "sty", x_fake), y_trg)
     loss_sty = (s_pred.float() - s_trg.float()).abs().mean()
 
-    # Diversity sensitivity: two styles for the same target should give different images.
-    s_trg2 = style_target(nets, y_trg, z_trg2, _through(phys, "e", x_ref2), fixed_trg)
-    x_fake2 = G(x_real, s_trg2).detach()
+    # Diversity sensitivity: two styles for the same target should give different images. The
+    # second image is a constant of the loss (no gradient), so it is made without autograd.
+    with torch.no_grad():
+        s_trg2 = style_target(nets, y_trg, z_trg2, _through(phys, "e", x_ref2), fixed_trg)
+        x_fake2 = G(x_real, s_trg2)
     loss_ds = (x_fake.float() - x_fake2.float()).abs().mean()
 
     # Cycle consistency: back to the source domain with the source's own style.

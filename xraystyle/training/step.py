@@ -35,7 +35,7 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
     """Run one iteration at ``state.step`` and return detached loss terms (no host sync).
 
     ``fwd`` holds the callables used in forward passes (compiled or not); ``state.nets`` holds
-    the parameters. The discriminator's real pass always runs eagerly (R1 double backward).
+    the parameters; ``fwd["D_r1"]``, when present, is the eager D for the R1 real pass.
     """
     step = state.step
     lc = cfg.loss
@@ -43,7 +43,6 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
     lam = {"lambda_sty": lc.lambda_sty, "lambda_ds": lambda_ds_at(lc, step), "lambda_cyc": lc.lambda_cyc}
     x_real, x_ref, x_ref2 = (accel.prepare(x) for x in (batch.x_real, batch.x_ref, batch.x_ref2))
     y_org, y_trg = batch.y_org, batch.y_trg
-    D = state.nets["D"]
     terms: dict[str, torch.Tensor] = {}
     # In-step physics draws are a pure function of (seed, step) too: resume stays exact.
     phys = None
@@ -59,20 +58,25 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
         _update(state, loss, ("D",), grad_sync)
         terms.update({f"D/{tag}_{k}": v for k, v in t.items()})
 
-    # Generator: latent-guided updates G, F, E; reference-guided updates G only.
-    D.requires_grad_(False)  # D's weight gradients are not needed in the G phases
-    try:
-        for tag, y, guide, names in (
-            ("latent", y_trg, {"z_trgs": (batch.z_trg, batch.z_trg2)}, ("G", "F", "E")),
-            ("ref", batch.y_ref, {"x_refs": (x_ref, x_ref2)}, ("G",)),
-        ):
+    # Generator: latent-guided updates G, F, E; reference-guided updates G only. Networks a phase
+    # does not update are frozen for it: their weight gradients would be discarded unread
+    # (the published code computes them), and E's passes on x_ref / x_real need no backward.
+    for tag, y, guide, names in (
+        ("latent", y_trg, {"z_trgs": (batch.z_trg, batch.z_trg2)}, ("G", "F", "E")),
+        ("ref", batch.y_ref, {"x_refs": (x_ref, x_ref2)}, ("G",)),
+    ):
+        frozen = [state.nets[n] for n in ("D", "F", "E") if n not in names]
+        for net in frozen:
+            net.requires_grad_(False)
+        try:
             with accel.autocast():
                 loss, t = g_loss(fwd, x_real, y_org, y, **guide, **lam, phys=phys, fixed_trg=fixed[tag],
                                  fixed_org=fixed["org"])
             _update(state, loss, names, grad_sync)
-            terms.update({f"G/{tag}_{k}": v for k, v in t.items()})
-    finally:
-        D.requires_grad_(True)
+        finally:
+            for net in frozen:
+                net.requires_grad_(True)
+        terms.update({f"G/{tag}_{k}": v for k, v in t.items()})
 
     for name in EMA_NETS:
         ema_update(state.ema[name], state.nets[name], cfg.optim.ema_beta)

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from torch import nn
 from tqdm import tqdm
 
 from ..config import from_dict, to_dict
@@ -30,7 +29,7 @@ from ..data.cache import build_tensor_cache
 from ..data.fetcher import BatchFetcher, iterate_batches
 from ..data.sampling import BalancedStepSampler, SetStepSampler
 from ..errors import CheckpointError, ConfigError, TrainingError
-from .accel import Accel, compiled
+from .accel import Accel, forward_nets
 from .checkpoint import load_latest, rng_state, save_checkpoint, set_rng_state
 from .config import RunConfig, config_diff
 from .distributed import DistInfo, barrier, broadcast_flag, make_grad_sync
@@ -200,8 +199,7 @@ def training_loop(cfg: RunConfig, run_dir: Path, manifest, *, cache_dir: Path, a
         _restore(state, cfg, run_dir, data.manifest_hash)
     if info.is_main:
         (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    fwd = nn.ModuleDict({k: compiled(state.nets[k], accel) for k in ("G", "F", "E")})
-    fwd["D"] = state.nets["D"]  # eager: its real pass carries R1's double backward
+    fwd = forward_nets(state.nets, accel)
     fetch = BatchFetcher(data.images, make_sampler(cfg, data), cfg.model.latent_dim, cfg.train.seed,
                          augment=cfg.data.augment, rank=info.rank, world=info.world)
     grad_sync = make_grad_sync(info)
