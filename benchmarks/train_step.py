@@ -54,21 +54,25 @@ def measure(cfg, device: torch.device, mode: str, warmup: int, iters: int, *, n_
             keep_losses: bool = False, compile_mode: str | None = None, config_name: str = "") -> dict:
     """Time ``warmup + iters`` steps; the median over the timed ones (events on CUDA, no sync
     inside the loop, so the host can run ahead as it does in training)."""
-    accel = make_accel(mode, device)
-    if compile_mode:
-        accel = dataclasses.replace(accel, compile_mode=compile_mode)
+    accel = make_accel(mode.removesuffix("+tf32"), device)
+    if compile_mode or mode.endswith("+tf32"):
+        accel = dataclasses.replace(accel, compile_mode=compile_mode, tf32=mode.endswith("+tf32"))
+    accel.configure_backends()  # as the trainer does
     state = build_state(cfg, accel, seed=0)
     fwd = forward_nets(state.nets, accel)
     images, labels = _images(cfg)
     sampler = BalancedStepSampler(labels, len(cfg.domains), cfg.train.batch_size, 0)
     fetch = BatchFetcher(images, sampler, cfg.model.latent_dim, seed=0, augment=cfg.data.augment)
-    batches = [fetch(i).to(device) for i in range(n_batches)]  # data prepared up front: time the step only
     cuda = device.type == "cuda"
+    # Batches made up front, in pinned host memory, copied to the device each step without
+    # blocking (as the trainer's prefetch thread does): the step is timed, not the loading.
+    batches = [fetch(i).pin_memory() if cuda else fetch(i) for i in range(n_batches)]
     if cuda:
         gc.collect()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     marks, losses = [], []
+    t_start = time.perf_counter()
     for i in range(warmup + iters):
         if cuda:
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -76,7 +80,7 @@ def measure(cfg, device: torch.device, mode: str, warmup: int, iters: int, *, n_
         t0 = time.perf_counter()
         if compile_mode and "reduce-overhead" in compile_mode:
             torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs are free
-        terms = train_step(state, fwd, batches[i % n_batches], cfg, accel)
+        terms = train_step(state, fwd, batches[i % n_batches].to(device, non_blocking=True), cfg, accel)
         if keep_losses:
             losses.append(terms)
         if cuda:
@@ -84,9 +88,10 @@ def measure(cfg, device: torch.device, mode: str, warmup: int, iters: int, *, n_
             marks.append((start, end))
         else:
             marks.append((time.perf_counter() - t0) * 1000)
-        if i == warmup - 1:
+        if i < warmup:  # warm-up: compilation happens here; say how far it got (a killed run shows it)
             if cuda:
                 torch.cuda.synchronize()
+            print(f"{mode} warm-up step {i + 1}/{warmup}: {time.perf_counter() - t_start:.1f} s", flush=True)
             wall0 = time.perf_counter()
     if cuda:
         torch.cuda.synchronize()
@@ -94,7 +99,8 @@ def measure(cfg, device: torch.device, mode: str, warmup: int, iters: int, *, n_
     wall = (time.perf_counter() - wall0) * 1000 / iters if warmup else None
     ms = statistics.median(marks[warmup:])
     row = {
-        "mode": accel.name + (f"+{compile_mode}" if compile_mode else ""), "config": config_name,
+        "mode": accel.name + ("+tf32" if accel.tf32 else "") + (f"+{compile_mode}" if compile_mode else ""),
+        "config": config_name,
         "size": cfg.model.img_size, "batch": cfg.train.batch_size, "ms_per_iter": round(ms, 2),
         "ms_per_iter_wall": round(wall, 2) if wall else None,
         "images_per_s": round(cfg.train.batch_size * 1000 / ms, 2),
@@ -150,7 +156,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="paper-256")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--mode", default="reference,fast", help="reference, fast, or both comma-separated")
+    p.add_argument("--mode", default="reference,fast",
+                   help="comma-separated: reference, fast, fast+tf32 (TF32 for the fp32 R1 pass)")
     p.add_argument("--size", type=int)
     p.add_argument("--batch", type=int)
     p.add_argument("--iters", type=int, default=20)
@@ -172,10 +179,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if a.batch:
         over["train.batch_size"] = a.batch
     cfg = load_config(resolve_config(a.config), over)
-    if a.device == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = False  # "reference" is the fp32 arithmetic as written
-        torch.backends.cudnn.allow_tf32 = False
     if a.flops:
         flops = count_flops(cfg, torch.device(a.device))
         print(json.dumps(flops))
@@ -184,7 +187,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return [flops]
     modes = a.mode.split(",")
     if a.agree and (sorted(modes) != ["fast", "reference"] or a.agree <= a.warmup):
-        p.error("--agree needs --mode reference,fast and more steps than --warmup")
+        p.error("--agree needs --mode reference,fast (either order) and more steps than --warmup")
     iters = a.agree - a.warmup if a.agree else a.iters
     command = " ".join(["python benchmarks/train_step.py", *(argv or sys.argv[1:])])
     rows = []
@@ -200,7 +203,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(f"{r['mode']:<12}{r['size']:>6}{r['batch']:>7}{r['ms_per_iter']:>10}{str(r['ms_per_iter_wall']):>9}"
               f"{r['images_per_s']:>9}{str(r['peak_mem_gib']):>10}  {r['card']}")
     if len(rows) == 2:
-        print(f"speed-up {rows[1]['mode']}/{rows[0]['mode']}: {rows[0]['ms_per_iter'] / rows[1]['ms_per_iter']:.2f}x")
+        a0, a1 = rows
+        print(f"{a1['mode']} runs at {a0['ms_per_iter'] / a1['ms_per_iter']:.2f}x the speed of {a0['mode']}")
     out: dict = {"rows": rows, "command": command}
     if a.agree:
         by_mode = {m: r.pop("losses") for m, r in zip(modes, rows)}

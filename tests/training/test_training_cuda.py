@@ -37,7 +37,9 @@ def test_auto_mode_is_fast_on_cuda():
     assert accel.name == "fast" and accel.amp_dtype == torch.bfloat16 and accel.compile and accel.fused_optim
 
 
-@pytest.mark.parametrize("overrides", [{}, {"loss.r1_interval": 4}, {"physics.lambda_eq": 1.0}])
+@pytest.mark.parametrize("overrides", [{}, {"loss.r1_interval": 2, "physics.d_augment": True, "physics.e_augment": True,
+                                            "physics.lambda_inv": 1.0, "physics.lambda_eq": 1.0,
+                                            "model.normal_style": "fixed"}])
 def test_compiled_bf16_fast_path_tracks_reference_early(overrides):
     """Inductor-compiled G/F/E/D under bf16 autocast, with lazy R1 and the physics terms."""
     cfg = load_config(resolve_config("tiny"), overrides)

@@ -76,3 +76,40 @@ def test_g_loss_reference_guided(tiny_cfg):
     assert torch.isfinite(loss)
     with pytest.raises(ValueError):
         g_loss(nets, x, y, y)
+
+
+def test_r1_stays_fp32_under_bf16_autocast(tiny_cfg):
+    """The real pass that R1 differentiates twice runs outside autocast: R1 and the real term are
+    the fp32 values, while the fake term (a generator pass under autocast) is bf16."""
+    nets = _nets(tiny_cfg)
+    x = torch.randn(2, 1, 32, 32)
+    y = torch.tensor([0, 1])
+    z = torch.randn(2, tiny_cfg.model.latent_dim)
+    _, fp32 = d_loss(nets, x, y, 1 - y, z_trg=z, r1_weight=1.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, mixed = d_loss(nets, x, y, 1 - y, z_trg=z, r1_weight=1.0)
+    assert torch.equal(mixed["r1"], fp32["r1"]) and torch.equal(mixed["real"], fp32["real"])
+    assert not torch.equal(mixed["fake"], fp32["fake"])
+
+
+def test_d_loss_runs_the_real_pass_on_d_r1_only_when_r1_applies(tiny_cfg):
+    nets = dict(_nets(tiny_cfg).items())
+    calls = []
+
+    class Spy(nn.Module):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
+        def forward(self, x, y):
+            calls.append((self.name, x.requires_grad))
+            return nets["D"](x, y)
+
+    spies = {**nets, "D": Spy("D"), "D_r1": Spy("D_r1")}
+    x, y = torch.randn(2, 1, 32, 32), torch.tensor([0, 1])
+    z = torch.randn(2, tiny_cfg.model.latent_dim)
+    d_loss(spies, x, y, 1 - y, z_trg=z, r1_weight=1.0)
+    assert calls == [("D_r1", True), ("D", False)]
+    calls.clear()
+    d_loss(spies, x, y, 1 - y, z_trg=z, r1_weight=0.0)  # lazy R1, a step without it
+    assert calls == [("D", False), ("D", False)]

@@ -83,3 +83,35 @@ def test_lazy_r1_interval(tiny_cfg, fetcher):
     _, terms = run(tiny_cfg, fetcher, 2)
     assert terms[0]["D/latent_r1"] > 0
     assert terms[1]["D/latent_r1"] == 0
+
+
+@pytest.mark.parametrize("overrides", [{}, {"physics.d_augment": True, "physics.e_augment": True,
+                                            "physics.lambda_inv": 1.0, "physics.lambda_eq": 1.0,
+                                            "model.normal_style": "fixed", "loss.r1_interval": 2}])
+def test_freezing_unupdated_networks_is_exact(fetcher, monkeypatch, overrides):
+    """G phases freeze what they do not update (D; F and E in the reference phase) to skip
+    discarded weight gradients: the weights must be bitwise those of computing and discarding."""
+    import contextlib
+
+    from xraystyle.paths import resolve_config
+    from xraystyle.training import step as step_module
+    from xraystyle.training.config import load_config
+
+    cfg = load_config(resolve_config("tiny"), overrides)
+    frozen_state, _ = run(cfg, fetcher, 3)
+    monkeypatch.setattr(step_module, "frozen", lambda nets: contextlib.nullcontext())
+    plain_state, _ = run(cfg, fetcher, 3)
+    for k in "GFED":
+        assert torch.equal(flat(frozen_state.nets[k]), flat(plain_state.nets[k])), k
+    for k in "GFE":
+        assert torch.equal(flat(frozen_state.ema[k]), flat(plain_state.ema[k])), k
+
+
+def test_frozen_restores_each_parameters_own_flag():
+    from xraystyle.training.step import frozen
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    net[0].weight.requires_grad_(False)  # frozen by design
+    with frozen([net]):
+        assert not any(p.requires_grad for p in net.parameters())
+    assert [p.requires_grad for p in net.parameters()] == [False, True, True, True]

@@ -33,6 +33,10 @@ class Batch:
         return Batch(**{f.name: getattr(self, f.name).to(device, non_blocking=non_blocking)
                         for f in fields(self)})
 
+    def pin_memory(self) -> "Batch":
+        """Page-locked host copies: a non-blocking copy to the GPU then overlaps compute."""
+        return Batch(**{f.name: getattr(self, f.name).pin_memory() for f in fields(self)})
+
 
 def step_generator(seed: int, step: int, stream: int, device: torch.device | str = "cpu") -> torch.Generator:
     """A torch generator for one (seed, step, stream) triple, independent of global RNG state.
@@ -100,7 +104,7 @@ def iterate_batches(fetch: BatchFetcher, start: int, stop: int, device: torch.de
                 return
             b = fetch(step)
             if device.type == "cuda":
-                b = Batch(**{f.name: getattr(b, f.name).pin_memory() for f in fields(b)})
+                b = b.pin_memory()
             q.put((step, b))
 
     t = threading.Thread(target=work, daemon=True)

@@ -28,6 +28,7 @@ class Accel:
     prefetch: int = 0
     compile_backend: str = "inductor"  # tests use "aot_eager": the same capture, no code generation
     compile_mode: str | None = None  # torch.compile mode, e.g. "reduce-overhead" (CUDA graphs)
+    tf32: bool = False  # TF32 for fp32 convolutions / matmuls (the R1 pass in fast mode)
 
     @property
     def name(self) -> str:
@@ -37,6 +38,18 @@ class Accel:
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def configure_backends(self) -> None:
+        """Process-wide backend flags for this mode, set once by whoever runs steps (trainer,
+        benchmark). TF32 off unless asked for: torch's default leaves it on for cuDNN
+        convolutions, which would make "fp32" mean 10-bit mantissas in reference mode and in the
+        R1 pass (StyleGAN2-ADA turns it off for the same reason). cuDNN autotuning on: shapes
+        are static in training."""
+        if self.device.type != "cuda":
+            return
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = self.tf32
+        torch.backends.cudnn.allow_tf32 = self.tf32
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x

@@ -76,15 +76,16 @@ def d_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
     real, as in ADA); ``fixed_trg`` marks rows whose target has the deterministic style."""
     use_r1 = r1_weight > 0
     x_in = _through(phys, "d", x_real).detach().requires_grad_(use_r1)
-    # The R1 double backward runs in fp32 even under autocast: its gradient norm is small and
-    # squared, exactly where bf16 rounding hurts.
+    # R1 runs in fp32 even under autocast, its gradient too (the gradient's graph is built under
+    # the autocast state of the grad call): the norm is small and squared, exactly where bf16
+    # rounding hurts.
     fp32 = torch.autocast(x_real.device.type, enabled=False) if use_r1 else contextlib.nullcontext()
     # "D_r1" (when given) is the eager D: compiled graphs cannot be differentiated twice.
     D_real = nets["D_r1"] if use_r1 and "D_r1" in nets else nets["D"]
     with fp32:
         out_real = D_real(x_in, y_org)
+        loss_reg = r1_penalty(out_real, x_in) if use_r1 else out_real.new_zeros(())
     loss_real = adv_loss(out_real, 1.0)
-    loss_reg = r1_penalty(out_real, x_in) if use_r1 else out_real.new_zeros(())
 
     with torch.no_grad():
         s_trg = style_target(nets, y_trg, z_trg, _through(phys, "e", x_ref), fixed_trg)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -16,6 +17,20 @@ from .physics import PhysicsAug
 from .state import EMA_NETS, TrainState
 
 GradSync = Callable[[Iterable[nn.Parameter]], None]
+
+
+@contextmanager
+def frozen(nets: Iterable[nn.Module]) -> Iterator[None]:
+    """No weight gradients for ``nets`` inside the block; each parameter's own flag restored."""
+    params = [p for net in nets for p in net.parameters()]
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
 
 
 def _update(state: TrainState, loss: torch.Tensor, names: tuple[str, ...],
@@ -65,17 +80,11 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
         ("latent", y_trg, {"z_trgs": (batch.z_trg, batch.z_trg2)}, ("G", "F", "E")),
         ("ref", batch.y_ref, {"x_refs": (x_ref, x_ref2)}, ("G",)),
     ):
-        frozen = [state.nets[n] for n in ("D", "F", "E") if n not in names]
-        for net in frozen:
-            net.requires_grad_(False)
-        try:
+        with frozen(state.nets[n] for n in ("D", "F", "E") if n not in names):
             with accel.autocast():
                 loss, t = g_loss(fwd, x_real, y_org, y, **guide, **lam, phys=phys, fixed_trg=fixed[tag],
                                  fixed_org=fixed["org"])
             _update(state, loss, names, grad_sync)
-        finally:
-            for net in frozen:
-                net.requires_grad_(True)
         terms.update({f"G/{tag}_{k}": v for k, v in t.items()})
 
     for name in EMA_NETS:

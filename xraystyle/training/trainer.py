@@ -193,6 +193,7 @@ def training_loop(cfg: RunConfig, run_dir: Path, manifest, *, cache_dir: Path, a
         if not resume and any((run_dir / "checkpoints").glob("step_*.pt")):
             raise ConfigError(f"{run_dir}: run folder already has checkpoints; pass --resume or another --out")
     data = prepare_data(cfg, manifest, cache_dir, info, progress and info.is_main)
+    accel.configure_backends()
 
     state = build_state(cfg, accel, seed=cfg.train.seed)
     if resume:
