@@ -19,6 +19,7 @@ Used by the CPU test (tiny config, 200 steps) and by ``benchmarks/train_step.py 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 EARLY, WINDOW = 20, 50
 EARLY_RTOL, EARLY_ATOL = 0.05, 0.0025
@@ -27,8 +28,6 @@ CURVE_RTOL, CURVE_ATOL = 0.15, 0.02
 
 def stack_terms(steps: list[dict]) -> dict[str, np.ndarray]:
     """[{term: scalar tensor}] per step -> {term: float64 array over steps} (one host copy)."""
-    import torch
-
     keys = list(steps[0])
     values = torch.stack([torch.stack([s[k].float() for k in keys]) for s in steps]).cpu().double().numpy()
     return {k: values[:, i] for i, k in enumerate(keys)}
