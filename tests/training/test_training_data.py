@@ -54,3 +54,38 @@ def test_damaged_tensor_cache_is_rebuilt_not_unpickled(tmp_path, caplog):
     again = build_tensor_cache(m, cfg, tmp_path / "cache", progress=False)
     assert "rebuilding" in caplog.text
     assert np.array_equal(np.asarray(again.images), expected)
+
+
+def test_images_rewritten_under_the_same_paths_are_not_served_from_the_old_cache(tmp_path):
+    import os
+
+    from PIL import Image
+
+    from xraystyle.data.cache import build_tensor_cache
+    from xraystyle.transforms import PreprocessConfig
+
+    from .conftest import write_png_cohort
+
+    m = write_png_cohort(tmp_path / "c", n=6, seed=0)
+    cfg = PreprocessConfig(size=32)
+    first = build_tensor_cache(m, cfg, tmp_path / "cache", progress=False)
+    old = np.array(first.images)
+    assert build_tensor_cache(m, cfg, tmp_path / "cache", progress=False).key == first.key  # reused
+    for f in sorted((tmp_path / "c" / "img").glob("*.png")):  # a re-export: same names, new pixels
+        a = np.asarray(Image.open(f)).astype(np.int64)
+        Image.fromarray((65535 - a).astype(np.uint16)).save(f)
+        os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))
+    again = build_tensor_cache(m, cfg, tmp_path / "cache", progress=False)
+    assert again.key != first.key
+    assert not np.array_equal(np.asarray(again.images), old)
+
+
+def test_default_phantom_is_regenerated_for_another_generator_version(tmp_path, monkeypatch):
+    from xraystyle.cohorts import default
+
+    monkeypatch.setattr(default, "DEFAULT_PHANTOM", {**default.DEFAULT_PHANTOM, "n": 12})
+    first = default.default_phantom_manifest(32, tmp_path)
+    assert default.default_phantom_manifest(32, tmp_path) == first  # cached
+    monkeypatch.setattr(default, "generator_version", lambda: "another-version")
+    second = default.default_phantom_manifest(32, tmp_path)
+    assert second != first and second.exists()

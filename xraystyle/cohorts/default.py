@@ -15,12 +15,22 @@ DEFAULT_PHANTOM = {"n": 800, "seed": 0, "findings": ["effusion", "nodule", "card
                    "fmt": "png"}
 
 
+def generator_version() -> str:
+    """Hash of the phantom generator's source files: a cohort cached by another version of the
+    generator (other pixels, other ground truth for the same parameters) is never reused."""
+    h = hashlib.sha256()
+    for f in sorted(Path(__file__).parent.glob("phantom*.py")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def default_phantom_manifest(size: int, cache_root: Path, **overrides) -> Path:
     """Manifest of the default phantom cohort at ``size`` px, generating it on first use."""
     from .phantom import generate_phantom_cohort
 
     params = {**DEFAULT_PHANTOM, **overrides, "size": size}
-    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+    key_fields = {**params, "generator": generator_version()}
+    key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:12]
     out = Path(cache_root) / "phantom" / f"{size}px-{key}"
     manifest = out / "manifest.csv"
     if manifest.exists():

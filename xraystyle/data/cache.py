@@ -52,10 +52,30 @@ class _PreprocessDataset(Dataset):
             return i, None, str(exc)
 
 
+def files_fingerprint(manifest, n: int = 256) -> list:
+    """(size, mtime_ns) of up to ``n`` image files spread evenly over the manifest.
+
+    Images rewritten under the same paths (a re-export, a regenerated cohort) must not be served
+    from an old cache; a stat of every file would cost minutes on network storage for cohorts of
+    10^5 images, so a fixed sample is checked. A change confined to a few files can slip through:
+    delete the cache folder after editing single images."""
+    paths = list(manifest.df["path"])
+    picks = sorted({int(i) for i in np.linspace(0, len(paths) - 1, num=min(n, len(paths)))}) if paths else []
+    out = []
+    for i in picks:
+        try:
+            st = manifest.resolve(paths[i]).stat()
+            out.append([st.st_size, st.st_mtime_ns])
+        except OSError:
+            out.append(None)
+    return out
+
+
 def cache_key(manifest, preprocess_cfg) -> str:
     pre = {k: v for k, v in asdict(preprocess_cfg).items() if k != "augment"}
     payload = {"v": CACHE_VERSION, "manifest": manifest.content_hash(),
-               "rows": list(map(str, manifest.df["path"])), "preprocess": pre}
+               "rows": list(map(str, manifest.df["path"])), "preprocess": pre,
+               "files": files_fingerprint(manifest)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
