@@ -59,7 +59,7 @@ COLUMNS = [
     ("SSIM outside finding", "latent", "identity_ssim"),
     ("X-ray FID", "latent", "fid_xray"),
     ("diversity L1", "latent", "diversity_l1"),
-    ("diversity L1, ref", "reference", "diversity_l1"),
+    ("diversity L1, ref, normal->effusion", "reference:normal->effusion", "diversity_l1"),
     ("oracle validity, ref, normal->effusion", "reference:normal->effusion", "oracle_validity"),
     ("exposure spread / real", "latent", "exposure_spread_ratio"),
     ("exposure spread / real, normal->effusion", "latent:normal->effusion", "exposure_spread_ratio"),

@@ -20,6 +20,14 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 CUDA = torch.device("cuda") if torch.cuda.is_available() else None
 
 
+@pytest.fixture(autouse=True)
+def _backend_flags():
+    """Runs here set process-wide cuDNN / TF32 flags (as training does): restore them after."""
+    saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    yield
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def _trajectory(cfg, mode, steps):
     from xraystyle.data.fetcher import BatchFetcher
     from xraystyle.data.sampling import BalancedStepSampler
@@ -27,6 +35,7 @@ def _trajectory(cfg, mode, steps):
     images, labels = fake_cache(n=32)
     fetch = BatchFetcher(images, BalancedStepSampler(labels, 2, cfg.train.batch_size, 0), cfg.model.latent_dim, 0)
     accel = make_accel(mode, CUDA)
+    accel.configure_backends()  # as the trainer does: the reference is fp32 without TF32
     state = build_state(cfg, accel, seed=0)
     fwd = forward_nets(state.nets, accel)
     return stack_terms([train_step(state, fwd, fetch(i).to(CUDA), cfg, accel) for i in range(steps)]), accel

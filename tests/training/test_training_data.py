@@ -58,8 +58,11 @@ def test_damaged_tensor_cache_is_rebuilt_not_unpickled(tmp_path, caplog):
 
 def test_images_rewritten_under_the_same_paths_are_not_served_from_the_old_cache(tmp_path):
     import os
+    import shutil
 
     from PIL import Image
+
+    from xraystyle.cohorts.manifest import load_manifest
 
     from xraystyle.data.cache import build_tensor_cache
     from xraystyle.transforms import PreprocessConfig
@@ -71,10 +74,16 @@ def test_images_rewritten_under_the_same_paths_are_not_served_from_the_old_cache
     first = build_tensor_cache(m, cfg, tmp_path / "cache", progress=False)
     old = np.array(first.images)
     assert build_tensor_cache(m, cfg, tmp_path / "cache", progress=False).key == first.key  # reused
+    # A copy of the cohort (new modification times, as after `cp` without -p, or on another node)
+    # keeps the key: data-parallel ranks agree and nothing is rebuilt.
+    copy = tmp_path / "copy"
+    shutil.copytree(tmp_path / "c", copy, copy_function=shutil.copyfile)
+    os.utime(copy / "img" / "im000.png", ns=(1, 1))
+    assert build_tensor_cache(load_manifest(copy / "manifest.csv"), cfg, tmp_path / "cache",
+                              progress=False).key == first.key
     for f in sorted((tmp_path / "c" / "img").glob("*.png")):  # a re-export: same names, new pixels
         a = np.asarray(Image.open(f)).astype(np.int64)
         Image.fromarray((65535 - a).astype(np.uint16)).save(f)
-        os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))
     again = build_tensor_cache(m, cfg, tmp_path / "cache", progress=False)
     assert again.key != first.key
     assert not np.array_equal(np.asarray(again.images), old)
@@ -89,3 +98,14 @@ def test_default_phantom_is_regenerated_for_another_generator_version(tmp_path, 
     monkeypatch.setattr(default, "generator_version", lambda: "another-version")
     second = default.default_phantom_manifest(32, tmp_path)
     assert second != first and second.exists()
+
+
+def test_generator_version_follows_sources_and_lung_templates(tmp_path, monkeypatch):
+    from xraystyle.cohorts import default, phantom_lungs
+
+    without = default.generator_version()
+    assert not without.startswith("v")  # the generator's source files were found and hashed
+    fake_zip = tmp_path / "semantic_masks_v7labs_lungs.zip"
+    fake_zip.write_bytes(b"templates")
+    monkeypatch.setattr(phantom_lungs, "_zip_path", lambda: fake_zip)
+    assert default.generator_version() != without

@@ -16,11 +16,23 @@ DEFAULT_PHANTOM = {"n": 800, "seed": 0, "findings": ["effusion", "nodule", "card
 
 
 def generator_version() -> str:
-    """Hash of the phantom generator's source files: a cohort cached by another version of the
-    generator (other pixels, other ground truth for the same parameters) is never reused."""
+    """Hash of what decides the phantom's pixels besides its parameters: the generator's source
+    files and the lung-mask templates it uses when torchxrayvision's zip is installed (size and
+    date; procedural lungs otherwise). A cohort cached by another version is never reused."""
+    from . import phantom_lungs
+
+    sources = sorted(Path(__file__).parent.glob("phantom*.py"))
+    if not sources:  # a build without sources: the package version is the next best thing
+        from .. import __version__
+
+        return f"v{__version__}"
     h = hashlib.sha256()
-    for f in sorted(Path(__file__).parent.glob("phantom*.py")):
+    for f in sources:
         h.update(f.name.encode() + b"\0" + f.read_bytes())
+    zip_path = phantom_lungs._zip_path()
+    if zip_path is not None:
+        st = zip_path.stat()
+        h.update(f"lungs:{st.st_size}:{st.st_mtime_ns}".encode())
     return h.hexdigest()[:12]
 
 

@@ -52,20 +52,28 @@ class _PreprocessDataset(Dataset):
             return i, None, str(exc)
 
 
-def files_fingerprint(manifest, n: int = 256) -> list:
-    """(size, mtime_ns) of up to ``n`` image files spread evenly over the manifest.
+def files_fingerprint(manifest, n: int = 256, chunk: int = 1 << 16) -> list:
+    """Size and the hash of the first and last 64 KiB of up to ``n`` image files spread evenly
+    over the manifest.
 
     Images rewritten under the same paths (a re-export, a regenerated cohort) must not be served
-    from an old cache; a stat of every file would cost minutes on network storage for cohorts of
-    10^5 images, so a fixed sample is checked. A change confined to a few files can slip through:
-    delete the cache folder after editing single images."""
+    from an old cache. Content, not modification times: a copy of the cohort (``cp`` without
+    ``-p``, another node's copy) keeps its key, so data-parallel ranks agree and nothing is
+    rebuilt needlessly. Hashing every file would cost minutes on network storage for 10^5
+    images, so a fixed sample is read (~30 MiB); a change confined to a few files can slip
+    through: delete the cache folder after editing single images."""
     paths = list(manifest.df["path"])
     picks = sorted({int(i) for i in np.linspace(0, len(paths) - 1, num=min(n, len(paths)))}) if paths else []
     out = []
     for i in picks:
         try:
-            st = manifest.resolve(paths[i]).stat()
-            out.append([st.st_size, st.st_mtime_ns])
+            with open(manifest.resolve(paths[i]), "rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                h = hashlib.sha256(fh.read(chunk))
+                if size > chunk:
+                    fh.seek(max(chunk, size - chunk))
+                    h.update(fh.read(chunk))
+            out.append([size, h.hexdigest()[:16]])
         except OSError:
             out.append(None)
     return out

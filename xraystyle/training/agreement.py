@@ -7,10 +7,11 @@ the stated tolerance has two parts, per loss term:
 - ``early`` (the criterion): over the first ``EARLY`` steps, before the drift, the mean absolute
   difference per step is at most 5 % of the reference's mean magnitude + 0.0025;
 - ``curve`` (a sanity bound): over all steps, in windows of ``WINDOW`` steps, the window means
-  differ by at most 15 % of the reference's window mean + 0.02. It catches a run that goes
+  differ by at most 25 % of the reference's window mean + 0.05. It catches a run that goes
   elsewhere (collapse, a term that stops moving, NaN), not rounding: on the tiny CPU config,
   rounding choices alone (bf16 with or without channels_last) move 50-step window means by up
-  to ~10 % after 100 steps, so a tighter curve bound would judge the drift, not the arithmetic.
+  to ~10 % (0.1 absolute on the larger terms) after 100 steps, so a tighter curve bound would
+  judge the drift, not the arithmetic.
 
 Used by the CPU test (tiny config, 200 steps) and by ``benchmarks/train_step.py --agree``
 (paper config on the GPU).
@@ -23,7 +24,7 @@ import torch
 
 EARLY, WINDOW = 20, 50
 EARLY_RTOL, EARLY_ATOL = 0.05, 0.0025
-CURVE_RTOL, CURVE_ATOL = 0.15, 0.02
+CURVE_RTOL, CURVE_ATOL = 0.25, 0.05
 
 
 def stack_terms(steps: list[dict]) -> dict[str, np.ndarray]:

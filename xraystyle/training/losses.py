@@ -135,7 +135,7 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
         # the plain image is already at hand (cycle / style terms) unless a remedy changed its input.
         plain_real = s_org if not phys.cfg.e_augment and fixed_org is None else E(x_real, y_org)
         plain_fake = s_pred if not phys.cfg.sty_augment else E(x_fake, y_trg)
-        loss_inv = sum((E(phys(x), y) - plain).float().abs().mean()
+        loss_inv = sum((E(phys(x), y).float() - plain.float()).abs().mean()
                        for x, y, plain in ((x_real, y_org, plain_real), (x_fake, y_trg, plain_fake)))
         loss = loss + phys.cfg.lambda_inv * loss_inv
         terms["inv"] = loss_inv
