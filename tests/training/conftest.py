@@ -17,6 +17,23 @@ def tiny_cfg():
     return load_config(resolve_config("tiny"))
 
 
+def loss_trajectory(cfg, accel, steps):
+    """Loss terms of ``steps`` training steps from seed 0 on a fake cache (the fast path's
+    numerics tests), and the final state. Batches go to ``accel.device``."""
+    from xraystyle.training.accel import forward_nets
+    from xraystyle.training.agreement import stack_terms
+    from xraystyle.training.state import build_state
+    from xraystyle.training.step import train_step
+
+    images, labels = fake_cache(n=32)
+    fetch = BatchFetcher(images, BalancedStepSampler(labels, 2, cfg.train.batch_size, 0), cfg.model.latent_dim, 0)
+    accel.configure_backends()  # as the trainer does (on CUDA: fp32 without TF32)
+    state = build_state(cfg, accel, seed=0)
+    fwd = forward_nets(state.nets, accel)
+    terms = [train_step(state, fwd, fetch(i).to(accel.device), cfg, accel) for i in range(steps)]
+    return stack_terms(terms), state
+
+
 def fake_cache(n=24, size=32, domains=2, seed=0):
     """Synthetic 'cache': domain 1 images carry a bright blob at the bottom (an 'effusion')."""
     g = torch.Generator().manual_seed(seed)

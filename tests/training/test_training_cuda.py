@@ -7,14 +7,12 @@ from typer.testing import CliRunner
 
 from xraystyle.cli import app
 from xraystyle.paths import resolve_config
-from xraystyle.training.accel import forward_nets, make_accel
-from xraystyle.training.agreement import EARLY, compare_trajectories, stack_terms
+from xraystyle.training.accel import make_accel
+from xraystyle.training.agreement import EARLY, compare_trajectories
 from xraystyle.training.checkpoint import load_latest
 from xraystyle.training.config import load_config
-from xraystyle.training.state import build_state
-from xraystyle.training.step import train_step
 
-from .conftest import fake_cache
+from .conftest import loss_trajectory
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 CUDA = torch.device("cuda") if torch.cuda.is_available() else None
@@ -29,16 +27,8 @@ def _backend_flags():
 
 
 def _trajectory(cfg, mode, steps):
-    from xraystyle.data.fetcher import BatchFetcher
-    from xraystyle.data.sampling import BalancedStepSampler
-
-    images, labels = fake_cache(n=32)
-    fetch = BatchFetcher(images, BalancedStepSampler(labels, 2, cfg.train.batch_size, 0), cfg.model.latent_dim, 0)
     accel = make_accel(mode, CUDA)
-    accel.configure_backends()  # as the trainer does: the reference is fp32 without TF32
-    state = build_state(cfg, accel, seed=0)
-    fwd = forward_nets(state.nets, accel)
-    return stack_terms([train_step(state, fwd, fetch(i).to(CUDA), cfg, accel) for i in range(steps)]), accel
+    return loss_trajectory(cfg, accel, steps)[0], accel
 
 
 def test_auto_mode_is_fast_on_cuda():

@@ -10,32 +10,21 @@ import numpy as np
 import pytest
 import torch
 
-from xraystyle.data.fetcher import BatchFetcher
-from xraystyle.data.sampling import BalancedStepSampler
 from xraystyle.paths import resolve_config
 from xraystyle.training.accel import Accel, forward_nets, make_accel
-from xraystyle.training.agreement import compare_trajectories, stack_terms
+from xraystyle.training.agreement import compare_trajectories
 from xraystyle.training.config import load_config
 from xraystyle.training.state import build_state
-from xraystyle.training.step import train_step
 
-from .conftest import fake_cache
+from .conftest import loss_trajectory
 
 CPU = torch.device("cpu")
 
 
-def _trajectory(cfg, accel, steps):
-    images, labels = fake_cache(n=32)
-    fetch = BatchFetcher(images, BalancedStepSampler(labels, 2, cfg.train.batch_size, 0), cfg.model.latent_dim, 0)
-    state = build_state(cfg, accel, seed=0)
-    fwd = forward_nets(state.nets, accel)
-    return stack_terms([train_step(state, fwd, fetch(i), cfg, accel) for i in range(steps)]), state
-
-
 @pytest.mark.slow
 def test_bf16_channels_last_loss_curves_track_reference_over_200_steps(tiny_cfg):
-    ref, _ = _trajectory(tiny_cfg, make_accel("reference", CPU), 200)
-    fast, _ = _trajectory(tiny_cfg, Accel(CPU, amp_dtype=torch.bfloat16, channels_last=True), 200)
+    ref, _ = loss_trajectory(tiny_cfg, make_accel("reference", CPU), 200)
+    fast, _ = loss_trajectory(tiny_cfg, Accel(CPU, amp_dtype=torch.bfloat16, channels_last=True), 200)
     rows = compare_trajectories(ref, fast)
     assert [r["term"] for r in rows if not r["ok"]] == []
     assert len(rows[0]["curve_ref"]) == 4  # four 50-step windows compared
@@ -46,8 +35,8 @@ def test_compiled_networks_match_eager_with_lazy_r1():
     """Compiled G/F/E/D (D's R1 pass eager) give the eager losses and weights, on R1 steps and
     between them (lazy R1 changes which D runs the real pass)."""
     cfg = load_config(resolve_config("tiny"), {"loss.r1_interval": 2})
-    ref, s_ref = _trajectory(cfg, make_accel("reference", CPU), 3)
-    fast, s_fast = _trajectory(cfg, Accel(CPU, compile=True, compile_backend="aot_eager"), 3)
+    ref, s_ref = loss_trajectory(cfg, make_accel("reference", CPU), 3)
+    fast, s_fast = loss_trajectory(cfg, Accel(CPU, compile=True, compile_backend="aot_eager"), 3)
     for k in ref:
         np.testing.assert_allclose(fast[k], ref[k], rtol=1e-4, atol=1e-6, err_msg=k)
     assert ref["D/latent_r1"][1] == 0 and ref["D/latent_r1"][0] > 0
