@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_OUT ?= runs/demo
 
-.PHONY: demo test install clean-demo
+.PHONY: demo test install clean-demo wheel-check lint
 
 install: $(STAMP)
 
@@ -28,6 +28,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+# The built wheel in a fresh venv (dependencies borrowed from $(VENV)): --help and a demo dry run
+# from outside the checkout. Offline, under a minute.
+wheel-check: $(STAMP)
+	VENV=$(VENV) bash .ci/wheel_check.sh
 
 clean-demo:
 	rm -rf $(DEMO_OUT)

@@ -24,7 +24,7 @@ import numpy as np
 import pydicom
 import torch
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import JPEG2000Lossless, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
 
 from xraystyle.io import read_xray
 

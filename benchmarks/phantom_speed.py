@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xraystyle.cohorts import phantom_lungs  # noqa: E402
-from xraystyle.cohorts.phantom import generate_phantom_cohort  # noqa: E402
+from xraystyle.phantom import lungs as phantom_lungs  # noqa: E402
+from xraystyle.phantom.generator import generate_phantom_cohort  # noqa: E402
 
 
 def _run(n: int, size: int, fmt: str, seed: int) -> tuple[float, float]:

@@ -7,7 +7,7 @@ For each run (a multi-label model over the phantom findings, trained with
 ``data.holdout_combinations``), sources are test-split phantoms negative for every finding of the
 model. Each source is translated (latent-guided, EMA weights, fixed latent codes) to every
 finding set over the model's findings, the empty set included, and the phantom oracle
-(xraystyle.evaluation.oracle) judges, per finding, whether it appeared. A target set is *valid*
+(xraystyle.phantom.oracle) judges, per finding, whether it appeared. A target set is *valid*
 for one output when every finding in the set appeared, no other finding did, and the oracle's
 anatomy gate passes. Prints a markdown table per run; held-out sets are marked.
 """
@@ -25,8 +25,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from xraystyle.cohorts import load_manifest  # noqa: E402
-from xraystyle.evaluation.oracle import load_oracle  # noqa: E402
-from xraystyle.synthesis import style_latents, translate_latent  # noqa: E402
+from xraystyle.models.translate import translate_latent  # noqa: E402
+from xraystyle.phantom.oracle import load_oracle  # noqa: E402
+from xraystyle.synthesis import style_latents  # noqa: E402
 from xraystyle.trained import load_trained_model  # noqa: E402
 from xraystyle.transforms import eval_pipeline  # noqa: E402
 
@@ -36,7 +37,7 @@ def sources(model, manifest, limit: int) -> torch.Tensor:
     negative = np.ones(len(df), bool)
     for f in model.domains:
         negative &= df[f].to_numpy(dtype=float) == 0.0
-    pipe = eval_pipeline(model.cfg.data.preprocess)
+    pipe = eval_pipeline(model.preprocess)
     rows = df[negative].head(limit)
     return torch.stack([pipe({"path": str(manifest.resolve(p))})["image"] for p in rows["path"]])
 
@@ -44,13 +45,13 @@ def sources(model, manifest, limit: int) -> torch.Tensor:
 def evaluate(run: Path, manifest, limit: int, n_styles: int) -> list[dict]:
     model = load_trained_model(run)
     x = sources(model, manifest, limit)
-    oracle = load_oracle(list(model.domains), model.cfg.model.img_size, model.cfg.data.preprocess)
-    holdout = [set(c) for c in model.cfg.data.holdout_combinations]
-    z = style_latents(0, n_styles, model.cfg.model.latent_dim)
+    oracle = load_oracle(list(model.domains), model.size, model.preprocess)
+    holdout = [set(c) for c in model.args.holdout_combinations]
+    z = style_latents(0, n_styles, model.latent_dim)
     rows = []
     for k in range(len(model.domains) + 1):
         for combo in itertools.combinations(model.domains, k):
-            y = model.finding_set(list(combo)).expand(len(x), -1)
+            y = model.labels.edit(list(combo)).expand(len(x), -1)
             appeared = {f: [] for f in model.domains}
             kept, valid = [], []
             for j in range(n_styles):
@@ -83,7 +84,7 @@ def main() -> None:
     for run in a.runs:
         rows = evaluate(run, manifest, a.limit, a.n_styles)
         model = load_trained_model(run)
-        print(f"\n### {run.name}: conditioning {model.cfg.model.conditioning}, step {model.step}\n")
+        print(f"\n### {run.name}: conditioning {model.args.model.conditioning}, step {model.step}\n")
         keys = [k for k in rows[0] if k not in ("target", "held_out")]
         print("| target | " + " | ".join(keys) + " |")
         print("|---|" + "---|" * len(keys))

@@ -159,7 +159,7 @@ def main() -> None:
             set_dotted(cfg, k, val)
         (a.out / "configs" / f"{v}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
 
-    from xraystyle.cohorts.default import default_phantom_manifest
+    from xraystyle.phantom.default import default_phantom_manifest
 
     manifest = default_phantom_manifest(size, cache_dir())
     judge = a.out / "judge.pt"

@@ -46,6 +46,10 @@ class CheckpointError(InputError):
     """A checkpoint that cannot be read, fails its checksum or does not match the run."""
 
 
+class RunFolderInUseError(InputError):
+    """A run folder that another training process holds (its lock is taken)."""
+
+
 class MissingWeightsError(XrayStyleError):
     """Pretrained weights that are not in the local cache (the toolkit never downloads)."""
 

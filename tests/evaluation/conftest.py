@@ -31,7 +31,7 @@ def session_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def phantom_manifest(tmp_path_factory):
-    from xraystyle.cohorts.phantom import generate_phantom_cohort
+    from xraystyle.phantom.generator import generate_phantom_cohort
 
     path = generate_phantom_cohort(tmp_path_factory.mktemp("phantom"), n=120, size=32, seed=3,
                                    findings=("effusion",), prevalence={"effusion": 0.5},

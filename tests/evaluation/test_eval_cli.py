@@ -93,7 +93,7 @@ def test_eval_cli_errors(checkpoint, phantom_manifest, classifier_pt, tmp_path):
     _one_line_error(res, "missing.csv", "file not found")
     res = runner.invoke(app, _eval_args(checkpoint, phantom_manifest.path, classifier_pt, tmp_path / "o")
                         + ["--mode", "sideways"])
-    _one_line_error(res, "--mode")
+    assert res.exit_code == 2 and "'sideways' is not one of 'latent', 'reference', 'both'" in res.stderr  # usage error
     res = runner.invoke(app, _eval_args(tmp_path / "none.pt", phantom_manifest.path, classifier_pt, tmp_path / "o"))
     assert res.exit_code == 1 and "none.pt" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "o").exists()

@@ -16,12 +16,12 @@ import pytest
 import torch
 from torch import nn
 
-from xraystyle.cohorts.phantom import case_streams, draw_physics, render_phantom
-from xraystyle.cohorts.phantom_physics import quantize
 from xraystyle.errors import XrayStyleError
 from xraystyle.evaluation import EvalOptions, evaluate_model, load_classifier, run_evaluation
 from xraystyle.models.networks import build_networks
 from xraystyle.paths import resolve_config
+from xraystyle.phantom.generator import case_streams, draw_physics, render_phantom
+from xraystyle.phantom.physics import quantize
 from xraystyle.training.config import load_config
 from xraystyle.transforms import preprocess_array
 
@@ -194,20 +194,23 @@ def test_trained_checkpoint_and_domain_checks(phantom_manifest, clf, classifier_
 
 def test_multi_label_models_are_refused_in_one_line():
     from xraystyle.errors import ConfigError
-    from xraystyle.evaluation.runner import as_model_view
+    from xraystyle.evaluation.runner import as_trained_model
 
     multi = load_config(resolve_config("tiny"), {"model.conditioning": "set-additive",
                                                  "domains": ["effusion", "nodule"]})
     with pytest.raises(ConfigError, match="multi-label"):
-        as_model_view(_nets(_Identity()), cfg=multi)
+        as_trained_model(_nets(_Identity()), cfg=multi)
     with pytest.raises(ConfigError, match="include G, F and E"):
-        as_model_view({"G": _Identity()}, cfg=CFG)
+        as_trained_model({"G": _Identity()}, cfg=CFG)
 
 
 def test_style_physics_report_tells_an_exposure_reading_encoder_from_a_blind_one(phantom_manifest, session_cache):
+    import dataclasses
+
     from xraystyle.evaluation.data import load_set, select_rows
     from xraystyle.evaluation.physics import image_descriptors
-    from xraystyle.evaluation.runner import ModelView, style_physics_report
+    from xraystyle.evaluation.runner import style_physics_report
+    from xraystyle.trained import TrainedModel
 
     domains = ["normal", "effusion"]
     pools = {d: load_set(select_rows(phantom_manifest, domains, d, "train", None, 0), CFG.data.preprocess,
@@ -221,9 +224,9 @@ def test_style_physics_report_tells_an_exposure_reading_encoder_from_a_blind_one
         def forward(self, x, y):
             return torch.randn(len(x), 7, generator=torch.Generator().manual_seed(len(x)))
 
-    def report(e, fixed_rows=None):
-        view = ModelView({"E": e}, domains, 8, CFG.data.preprocess, fixed_rows=fixed_rows)
-        return style_physics_report(view, pools, batch_size=16)
+    def report(e, normal_style="sampled"):
+        args = dataclasses.replace(CFG.model_args, model=dataclasses.replace(CFG.model, normal_style=normal_style))
+        return style_physics_report(TrainedModel({"E": e}, args), pools, batch_size=16)
 
     reader, blind = report(_Reader()), report(_Blind())
     # Some of the phantom's exposure / contrast / gamma survives pre-processing (~36 images per domain here).
@@ -231,5 +234,5 @@ def test_style_physics_report_tells_an_exposure_reading_encoder_from_a_blind_one
     assert reader["mean_style_r2"] == pytest.approx(reader["mean_image_r2"])
     assert blind["mean_style_r2"] < 0.05
     assert blind["mean_image_r2"] == pytest.approx(reader["mean_image_r2"])
-    fixed = report(_Reader(), fixed_rows=lambda y: y == 0)
+    fixed = report(_Reader(), normal_style="fixed")
     assert fixed["normal"] == {"skipped": "deterministic style"} and "style_r2/gamma" in fixed["effusion"]

@@ -51,7 +51,7 @@ def test_judge_scores_compare_every_judged_finding_with_the_target_set():
 @pytest.fixture(scope="module")
 def ml_phantom(tmp_path_factory):
     from xraystyle.cohorts.manifest import load_manifest
-    from xraystyle.cohorts.phantom import generate_phantom_cohort
+    from xraystyle.phantom.generator import generate_phantom_cohort
 
     path = generate_phantom_cohort(tmp_path_factory.mktemp("ml-phantom"), n=80, size=32, seed=5,
                                    findings=tuple(FINDINGS), prevalence={"effusion": 0.5, "nodule": 0.5},

@@ -123,7 +123,7 @@ def test_no_pixel_data(write_dicom):
         read_xray(write_dicom(chest_anatomy(), PixelData=None))
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (2, 7), (7, 2), (3, 5)])
+@pytest.mark.parametrize("shape", [(1, 2), (2, 7), (7, 2), (3, 5)])  # 1 x 1 is constant: refused
 def test_tiny_and_non_square_images_keep_row_column_order(write_dicom, shape):
     stored = np.arange(np.prod(shape), dtype=np.uint16).reshape(shape)
     arr, meta = read_xray(write_dicom(stored))

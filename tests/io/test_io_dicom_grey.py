@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from xraystyle.errors import InputError
 from xraystyle.io import read_xray
 
 from .conftest import as_sequence, chest_anatomy, lut_item, pydicom_reference
@@ -179,9 +180,16 @@ def test_monochrome1_with_inverse_is_inverted_once(write_dicom):
 
 
 @pytest.mark.parametrize("window", [{}, {"WindowCenter": 500.0, "WindowWidth": 100.0}])
-def test_constant_image_is_returned_as_is(write_dicom, window):
-    arr, _ = read_xray(write_dicom(np.full((8, 6), 500, np.uint16), **window))
-    assert np.all(np.isfinite(arr)) and arr.min() == arr.max()
+def test_constant_image_is_refused(write_dicom, window):
+    # No contrast would train as a black image: refused with the reason (docs/io.md).
+    with pytest.raises(InputError, match="constant image"):
+        read_xray(write_dicom(np.full((8, 6), 500, np.uint16), **window))
+
+
+def test_window_that_flattens_every_pixel_is_refused(write_dicom):
+    stored = chest_anatomy()
+    with pytest.raises(InputError, match="constant image after the VOI LUT/window"):
+        read_xray(write_dicom(stored, WindowCenter=100000.0, WindowWidth=10.0))
 
 
 def test_invalid_window_width_is_skipped_with_a_note(write_dicom):

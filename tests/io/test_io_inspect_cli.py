@@ -71,7 +71,7 @@ def test_metadata_dict_carries_no_identifiers(write_dicom):
 def test_inspect_png_json(tmp_path):
     from PIL import Image
 
-    Image.fromarray(np.full((3, 5), 40000, np.uint16)).save(tmp_path / "x.png")
+    Image.fromarray(np.linspace(100, 40000, 15).astype(np.uint16).reshape(3, 5)).save(tmp_path / "x.png")
     report = json.loads(runner.invoke(app, ["inspect", str(tmp_path / "x.png"), "--json"]).output)
     assert report["format"] == "png" and report["value_max"] == 40000.0 and report["modality"] is None
 

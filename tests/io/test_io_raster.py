@@ -107,7 +107,7 @@ def test_exif_orientation_is_ignored_never_flipped(tmp_path):
 
 
 def test_frame_other_than_zero_is_refused_for_single_images(tmp_path):
-    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "x.png")
+    Image.fromarray(np.arange(16, dtype=np.uint8).reshape(4, 4)).save(tmp_path / "x.png")
     assert read_xray(tmp_path / "x.png", frame=0)[0].shape == (4, 4)
     with pytest.raises(InputError, match="single image"):
         read_xray(tmp_path / "x.png", frame=1)

@@ -173,4 +173,4 @@ def test_regression_files_are_refused_cleanly(path, tmp_path):
         _must_be_clean(lambda: _load_and_use(copy), copy, data)
     else:
         for forced in (False, True):
-            _must_be_clean(lambda: _read_ok(copy, forced), copy, data)
+            _must_be_clean(lambda forced=forced: _read_ok(copy, forced), copy, data)

@@ -17,7 +17,6 @@ from xraystyle.training.checkpoint import load_latest, save_checkpoint
 from .conftest import ITERS
 from .test_rel_faults import _assert_same_final_state, _indexed_steps, _losses, _resume, _snapshot
 
-
 # ---------------------------------------------------------------------------------------------
 # kill -9 and SIGTERM of a real `python -m xraystyle train` process (started in procs.py: a
 # watcher thread signals each process as soon as its first checkpoint is indexed)

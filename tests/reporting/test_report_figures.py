@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 
 from xraystyle.errors import XrayStyleError
+from xraystyle.models.labels import action_title
 from xraystyle.reporting import figures
-from xraystyle.reporting.counterfactual import _nice, action_title, select_findings
+from xraystyle.reporting.counterfactual import _nice, select_findings
 from xraystyle.reporting.provenance import code_string, technical_metadata
 
 

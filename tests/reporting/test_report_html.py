@@ -72,7 +72,7 @@ def _assert_self_contained(page, text):
 
 
 def test_report_panels_numbers_and_mark(model, tmp_path):
-    src = load_source(write_png(tmp_path / "a.png"), model.cfg.data.preprocess)
+    src = load_source(write_png(tmp_path / "a.png"), model.preprocess)
     ref = load_reference(write_png(tmp_path / "r.png", bright_bottom=True), "effusion", model)
     clf = FakeClassifier()
     report = build_report(model, src, source_domain="normal", n_styles=3, seed=5, references=[ref],
@@ -110,7 +110,7 @@ def test_report_panels_numbers_and_mark(model, tmp_path):
 
 
 def test_unknown_source_domain_shows_every_target(model, tmp_path):
-    src = load_source(write_png(tmp_path / "a.png"), model.cfg.data.preprocess)
+    src = load_source(write_png(tmp_path / "a.png"), model.preprocess)
     report = build_report(model, src, n_styles=1)
     assert [s.target for s in report.sections] == ["normal", "effusion"]
     assert [s.title for s in report.sections] == ["to normal (no finding)", "to effusion"]

@@ -2,8 +2,8 @@
 
 import base64
 import logging
-import zlib
 import shutil
+import zlib
 
 import pandas as pd
 from typer.testing import CliRunner

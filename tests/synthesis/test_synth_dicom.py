@@ -103,8 +103,8 @@ def test_polarity_preserved_bright_bone_dark_air(model, tmp_path, photometric, r
         stored = 4095 - stored
     path = save(build_dicom(stored, photometric=photometric), tmp_path / "src.dcm")
     identity = type(model)(torch.nn.ModuleDict({"G": _IdentityG(), "F": model.nets["F"], "E": model.nets["E"]}),
-                           model.cfg, model.domains, model.step, model.checkpoint, model.checkpoint_sha256)
-    src = load_source(path, model.cfg.data.preprocess)
+                           model.args, model.step, model.checkpoint, model.checkpoint_sha256)
+    src = load_source(path, model.preprocess)
     (result,) = synthesize(identity, [src], target="effusion")
     out = tmp_path / "out"
     out.mkdir()

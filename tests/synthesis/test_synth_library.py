@@ -43,7 +43,7 @@ def test_list_sources_folder_file_and_missing(tmp_path):
 
 
 def test_synthesize_modes_and_errors(model, tmp_path):
-    src = load_source(write_png(tmp_path / "a.png"), model.cfg.data.preprocess)
+    src = load_source(write_png(tmp_path / "a.png"), model.preprocess)
     assert src.image.shape == (1, 32, 32) and src.geometry["original_shape"] == (40, 36)
     results = list(synthesize(model, [src, src], target="effusion", n_styles=2, batch_size=1))
     assert [(r.style_index, r.mode) for r in results] == [(0, "latent"), (1, "latent")] * 2
@@ -61,12 +61,12 @@ def test_fixed_normal_style_gives_one_answer_for_normal_and_diversity_elsewhere(
     from xraystyle.trained import load_trained_model
 
     model = load_trained_model(checkpoint)
-    model.cfg.model.normal_style = "fixed"  # as trained with model.normal_style: fixed
-    src = load_source(write_png(tmp_path / "a.png"), model.cfg.data.preprocess)
+    model.args.model.normal_style = "fixed"  # as trained with model.normal_style: fixed
+    src = load_source(write_png(tmp_path / "a.png"), model.preprocess)
     normal = [r.image for r in synthesize(model, [src], target="normal", n_styles=3)]
     assert torch.equal(normal[0], normal[1]) and torch.equal(normal[0], normal[2])
     effusion = [r.image for r in synthesize(model, [src], target="effusion", n_styles=2)]
     assert not torch.equal(effusion[0], effusion[1])
-    ref = load_source(write_png(tmp_path / "r.png", seed=5), model.cfg.data.preprocess)
+    ref = load_source(write_png(tmp_path / "r.png", seed=5), model.preprocess)
     by_ref = next(synthesize(model, [src], reference=ReferenceImage(ref.image, "normal", ref.sha256))).image
     assert torch.equal(by_ref, normal[0])  # a normal reference gives the same deterministic style

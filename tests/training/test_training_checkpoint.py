@@ -1,6 +1,5 @@
 import json
 import os
-import pickle
 import subprocess
 import sys
 
@@ -8,8 +7,7 @@ import pytest
 import torch
 
 from xraystyle.errors import CheckpointError
-from xraystyle.training.checkpoint import (load_checkpoint, load_latest, rng_state, save_checkpoint,
-                                           set_rng_state)
+from xraystyle.training.checkpoint import load_checkpoint, load_latest, rng_state, save_checkpoint, set_rng_state
 
 
 def payload(step):

@@ -60,7 +60,6 @@ def test_train_then_resume_to_more_steps(png_cohort, tmp_path):
     (["--domains", "normal,Effusion"], "is not a finding name"),
     (["--domains", "normal,../x"], "is not a finding name"),
     (["--iters", "0"], "train.iters: must be >= 1"),
-    (["--mode", "turbo"], "train.mode"),
     (["--device", "cuda"], "CUDA is not available"),
 ])
 def test_bad_options_give_one_line_errors(png_cohort, tmp_path, args, message):
@@ -116,8 +115,8 @@ def test_torchrun_two_processes_match_single_process(png_cohort, tmp_path):
     assert diff.max() <= 5e-4
     # and the update really moved the weights (the comparison is not vacuous)
     from xraystyle.models.networks import build_networks
-    from xraystyle.training.config import load_config
     from xraystyle.paths import resolve_config
+    from xraystyle.training.config import load_config
 
     cfg = load_config(resolve_config("tiny"))
     torch.manual_seed(cfg.train.seed)

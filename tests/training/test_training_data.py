@@ -63,7 +63,6 @@ def test_images_rewritten_under_the_same_paths_are_not_served_from_the_old_cache
     from PIL import Image
 
     from xraystyle.cohorts.manifest import load_manifest
-
     from xraystyle.data.cache import build_tensor_cache
     from xraystyle.transforms import PreprocessConfig
 
@@ -90,7 +89,7 @@ def test_images_rewritten_under_the_same_paths_are_not_served_from_the_old_cache
 
 
 def test_default_phantom_is_regenerated_for_another_generator_version(tmp_path, monkeypatch):
-    from xraystyle.cohorts import default
+    from xraystyle.phantom import default
 
     monkeypatch.setattr(default, "DEFAULT_PHANTOM", {**default.DEFAULT_PHANTOM, "n": 12})
     first = default.default_phantom_manifest(32, tmp_path)
@@ -101,7 +100,8 @@ def test_default_phantom_is_regenerated_for_another_generator_version(tmp_path, 
 
 
 def test_generator_version_follows_sources_and_lung_templates(tmp_path, monkeypatch):
-    from xraystyle.cohorts import default, phantom_lungs
+    from xraystyle.phantom import default
+    from xraystyle.phantom import lungs as phantom_lungs
 
     without = default.generator_version()
     assert not without.startswith("v")  # the generator's source files were found and hashed

@@ -32,7 +32,8 @@ def test_run_folder_contents(tiny_cfg, png_cohort, tmp_path):
         "latent_0000002.png", "latent_0000004.png", "reference_0000002.png", "reference_0000004.png"]
     payload, path = load_latest(run)
     assert payload["step"] == 4 and path == result.checkpoint
-    assert payload["domains"] == ["normal", "effusion"]
+    assert payload["model_args"]["domains"] == ["normal", "effusion"]
+    assert "sampler" not in payload and "domains" not in payload  # written once, never read: gone
     assert set(payload["state"]["ema"]) == {"G", "F", "E"}
 
 

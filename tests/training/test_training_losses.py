@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from xraystyle.training.losses import LossConfig, adv_loss, d_loss, g_loss, lambda_ds_at, r1_penalty
 from xraystyle.models.networks import build_networks
+from xraystyle.training.losses import LossConfig, adv_loss, d_loss, g_loss, lambda_ds_at, r1_penalty
 
 
 def test_lambda_ds_decays_linearly_without_mutation():

@@ -126,26 +126,26 @@ def test_multilabel_cli_and_config_errors(tmp_path, monkeypatch):
 
 
 def test_multilabel_synthesis_takes_finding_sets(tmp_path):
+    from xraystyle.errors import XrayStyleError
     from xraystyle.synthesis import list_sources, load_source, synthesize
     from xraystyle.trained import load_trained_model
-    from xraystyle.errors import XrayStyleError
 
     m = write_multilabel_cohort(tmp_path / "c")
     cfg = load_config(resolve_config("tiny"), {"domains": ["effusion", "nodule"], "model.conditioning": "set-additive"})
     training_loop(cfg, tmp_path / "run", m, cache_dir=tmp_path / "cache",
                   accel=make_accel("reference", torch.device("cpu")), progress=False)
     model = load_trained_model(tmp_path / "run")
-    assert torch.equal(model.target_label("effusion+nodule"), torch.tensor([[1.0, 1.0]]))
-    assert torch.equal(model.target_label("normal"), torch.tensor([[0.0, 0.0]]))
-    edited = model.finding_set(["nodule"], base=torch.tensor([[1.0, NAN]]), absent=["effusion"])
+    assert torch.equal(model.labels.parse("effusion+nodule"), torch.tensor([[1.0, 1.0]]))
+    assert torch.equal(model.labels.parse("normal"), torch.tensor([[0.0, 0.0]]))
+    edited = model.labels.edit(["nodule"], base=torch.tensor([[1.0, NAN]]), absent=["effusion"])
     assert torch.equal(edited, torch.tensor([[0.0, 1.0]]))
-    sources = [load_source(s, model.cfg.data.preprocess) for s in list_sources(m.root / "img")[:2]]
+    sources = [load_source(s, model.preprocess) for s in list_sources(m.root / "img")[:2]]
     outs = {t: [r.image for r in synthesize(model, sources, target=t, n_styles=1, seed=0)]
             for t in ("normal", "effusion", "effusion+nodule")}
     assert all(o.shape == (1, 32, 32) for v in outs.values() for o in v)
     assert not torch.equal(outs["effusion"][0], outs["effusion+nodule"][0])
     with pytest.raises(XrayStyleError, match="unknown finding 'mass'"):
-        model.target_label("effusion+mass")
+        model.labels.parse("effusion+mass")
 
 
 def test_synth_cli_relative_edits_on_finding_sets(tmp_path, monkeypatch):
@@ -201,7 +201,7 @@ def test_report_has_one_add_or_remove_section_per_finding_from_the_sources_own_s
     monkeypatch.setenv("XRAYSTYLE_CACHE", str(tmp_path / "cache"))
     m = one_step_multilabel_run(tmp_path)
     model = load_trained_model(tmp_path / "run")
-    src = load_source(m.root / "img" / "1.png", model.cfg.data.preprocess)
+    src = load_source(m.root / "img" / "1.png", model.preprocess)
     rep = build_report(model, src, source_set=torch.tensor([[1.0, 0.0]]), n_styles=2)
     assert [(s.title, s.target, s.edited) for s in rep.sections] == [
         ("remove effusion", "normal", "effusion"), ("add nodule", "effusion+nodule", "nodule")]

@@ -4,13 +4,28 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Callable
+from typing import Callable, Literal
 
 import typer
 
 from ..errors import XrayStyleError
 
 log = logging.getLogger("xraystyle")
+
+# Options with fixed choices: typer refuses anything else before the command runs (one line
+# listing the choices, exit 2). tests/cli/test_cli_choices.py keeps them equal to the library's lists.
+Device = Literal["auto", "cpu", "cuda"]  # one GPU of several: CUDA_VISIBLE_DEVICES
+TrainMode = Literal["auto", "reference", "fast"]
+Conditioning = Literal["single", "set-additive", "set-film"]
+SynthFormat = Literal["png", "dcm", "both"]
+PhantomFormat = Literal["png", "dcm"]
+EvalMode = Literal["latent", "reference", "both"]
+Split = Literal["train", "val", "test"]
+Oracle = Literal["auto", "on", "off"]
+ClassifierArch = Literal["densenet121", "resnet50", "small"]
+CohortSource = Literal["nih", "chexpert", "mimic", "vindr", "rsna", "padchest", "folder"]
+Uncertain = Literal["ignore", "positive", "negative"]
+MissingImages = Literal["drop", "keep", "error"]
 
 
 def fail(message: str) -> None:

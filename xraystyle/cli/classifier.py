@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from . import app
-from ._common import handle_errors
+from ._common import ClassifierArch, Device, handle_errors
 
 classifier_app = typer.Typer(help="Train the classifier that judges counterfactuals.", no_args_is_help=True)
 app.add_typer(classifier_app, name="classifier")
@@ -20,14 +20,14 @@ def classifier_train(
     cohort: Annotated[Path, typer.Option("--cohort", help="Manifest CSV (its train split is used; val picks thresholds).")],
     findings: Annotated[str, typer.Option("--findings", help="Comma-separated findings, e.g. effusion,nodule.")],
     out: Annotated[Path, typer.Option("--out", help="Output classifier file (.pt).")],
-    arch: Annotated[str, typer.Option("--arch", help="densenet121, resnet50 (GPU) or small (CPU).")] = "small",
+    arch: Annotated[ClassifierArch, typer.Option("--arch", help="densenet121 or resnet50 (GPU), small (CPU).")] = "small",
     epochs: Annotated[int, typer.Option("--epochs", help="Passes over the training split.")] = 10,
     size: Annotated[int, typer.Option("--size", help="Input size in pixels (match the generator's).")] = 64,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per step.")] = 32,
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (0: 1e-3 for small, 1e-4 otherwise).")] = 0.0,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     augment: Annotated[bool, typer.Option(help="Physics augmentation (exposure, contrast, gamma, noise, blur).")] = True,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[Device, typer.Option("--device", help="auto: cuda when available.")] = "auto",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train a multi-label classifier on the REAL train-split images of a manifest and write

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import app
-from ._common import fail, handle_errors
+from ._common import CohortSource, MissingImages, Uncertain, fail, handle_errors
 
 cohort_app = typer.Typer(help="Build, summarise and check cohort manifests.", no_args_is_help=True)
 app.add_typer(cohort_app, name="cohort")
@@ -18,8 +18,8 @@ app.add_typer(cohort_app, name="cohort")
 @handle_errors
 def build(
     out: Annotated[Path, typer.Option("--out", "-o", help="Manifest CSV to write.")],
-    source: Annotated[Optional[str], typer.Argument(
-        help="nih, chexpert, mimic, vindr, rsna, padchest or folder (or give --cohort).")] = None,
+    source: Annotated[Optional[CohortSource], typer.Argument(
+        help="Public cohort whose metadata is read (or give --cohort).")] = None,
     cohort: Annotated[Optional[Path], typer.Option(
         "--cohort", help="Cohort definition YAML (cohorts/*.yaml); the options below override it.")] = None,
     csv: Annotated[Optional[list[Path]], typer.Option(
@@ -35,9 +35,9 @@ def build(
     split_seed: Annotated[Optional[int], typer.Option("--split-seed", help="Seed of the patient split.")] = None,
     split: Annotated[Optional[str], typer.Option(
         "--split", help="train,val,test fractions (default 0.8,0.1,0.1).")] = None,
-    uncertain: Annotated[Optional[str], typer.Option(
+    uncertain: Annotated[Optional[Uncertain], typer.Option(
         "--uncertain", help="CheXpert/MIMIC -1 labels: ignore (blank), positive or negative.")] = None,
-    missing: Annotated[Optional[str], typer.Option(
+    missing: Annotated[Optional[MissingImages], typer.Option(
         "--missing", help="Images not found under --images: drop (default), keep or error.")] = None,
 ) -> None:
     """Build a manifest CSV from a public cohort's metadata (images are optional)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +11,13 @@ import typer
 
 from . import app
 from ._common import fail, handle_errors
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either one missing: nothing to overwrite
+        return False
 
 
 @app.command("convert")
@@ -25,6 +33,8 @@ def convert(
     """
     if output.suffix.lower() != ".png":
         fail(f"{output}: output must be a .png file")
+    if _same_file(input, output):  # another spelling, a symlink or a hard link of INPUT
+        fail(f"{output}: is the input file; refusing to overwrite it")
     from PIL import Image
 
     from ..transforms import PreprocessConfig, eval_pipeline, to_uint16

@@ -10,7 +10,7 @@ import typer
 from tqdm import tqdm
 
 from ..errors import ConfigError
-from ._common import handle_errors
+from ._common import PhantomFormat, handle_errors
 from .cohort import cohort_app
 
 _ALL = "effusion,nodule,cardiomegaly,pneumothorax"
@@ -44,13 +44,13 @@ def phantom(
         Optional[str],
         typer.Option("--prevalence", help="Per-finding prevalence, e.g. effusion=0.5,nodule=0.2 (default 0.3)."),
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="png (16-bit) or dcm (DICOM DX).")] = "png",
+    fmt: Annotated[PhantomFormat, typer.Option("--format", help="png (16-bit) or dcm (DICOM DX).")] = "png",
     workers: Annotated[
         int, typer.Option("--workers", help="Worker processes (output is identical for any number).")
     ] = 1,
 ) -> None:
     """Generate a procedural PA chest X-ray phantom cohort with exact labels, masks and physics."""
-    from ..cohorts.phantom import generate_phantom_cohort
+    from ..phantom.generator import generate_phantom_cohort
 
     names = [f.strip() for f in findings.split(",") if f.strip()]
     prev = parse_prevalence(prevalence)

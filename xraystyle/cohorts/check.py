@@ -48,17 +48,18 @@ def check_manifest(manifest: Manifest, workers: int = 4, reader: Callable | None
     ``xraystyle.io.read_xray``) on a thread pool; returns (files checked, failures by row)."""
     read = reader or _default_reader()
     cols = ["path"] + [c for c in manifest.df.columns if c.startswith("mask_")]
-    tasks = [(int(i) + 1, rel) for col in cols for i, rel in manifest.df[col].items() if rel]
+    tasks = [(int(i) + 1, rel, col != "path") for col in cols for i, rel in manifest.df[col].items() if rel]
 
-    def one(task: tuple[int, str]) -> CheckFailure | None:
-        row, rel = task
+    def one(task: tuple[int, str, bool]) -> CheckFailure | None:
+        row, rel, is_mask = task
         try:
             full = manifest.resolve(rel)
             if not full.exists():
                 return CheckFailure(row, rel, "file not found")
             if not full.is_file():
                 return CheckFailure(row, rel, "not a file")
-            read(full)
+            # A mask may rightly be empty (constant): only images must have content.
+            read(full, require_content=False) if is_mask else read(full)
         except Exception as exc:  # any decoder failure is a finding of the check, not a crash
             return CheckFailure(row, rel, _reason(exc))
         return None

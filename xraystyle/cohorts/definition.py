@@ -11,7 +11,7 @@ A definition names a source and the choices that turn its metadata into a manife
     split_seed: 0
 
 ``source: phantom`` definitions pass their other keys to
-``xraystyle.cohorts.phantom.generate_phantom_cohort(out_dir, **keys)``.
+``xraystyle.phantom.generate_phantom_cohort(out_dir, **keys)``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -30,6 +29,7 @@ from typing import Any, Literal, Optional, Union
 from ..config import from_dict, load_yaml, to_dict
 from ..errors import ConfigError
 from .build import MISSING_POLICIES, build_manifest, parse_list
+from .generate import generate_once
 from .manifest import load_manifest
 from .sources import UNCERTAIN_POLICIES, get_source
 from .splits import parse_fractions
@@ -155,7 +155,7 @@ def resolve_cohort(spec: str | Path, images: Path | None = None, cache_dir: Path
 
 def _resolve_phantom(spec: Path, data: dict[str, Any], cache_dir: Path, label: str) -> Path:
     # Imported here: the phantom generator is its own module and may pull in heavier deps.
-    from .phantom import generate_phantom_cohort
+    from ..phantom.generator import generate_phantom_cohort
 
     kwargs = {k: v for k, v in data.items() if k not in _DESCRIPTIVE + ("source",)}
     try:
@@ -164,29 +164,9 @@ def _resolve_phantom(spec: Path, data: dict[str, Any], cache_dir: Path, label: s
         raise ConfigError(f"{spec}: phantom cohort: {exc}") from None
     stamp = {"format": MANIFEST_FORMAT, "phantom": kwargs}
     key = hashlib.sha256(json.dumps(stamp, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    final = cache_dir / f"{label}-{key}"
-    done = final / ".complete"
-    if done.exists():
-        manifest = final / done.read_text(encoding="utf-8").strip()
-        load_manifest(manifest)
-        return manifest
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    # Generate into a scratch folder and rename it into place, so an interrupted run never
-    # leaves a half-written cohort that a later call would reuse.
-    tmp = cache_dir / f".{final.name}.{os.getpid()}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        manifest = Path(generate_phantom_cohort(tmp, **kwargs))
-        rel = os.path.relpath(manifest, tmp)
-        (tmp / ".complete").write_text(rel, encoding="utf-8")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    manifest = final / rel
+    # Serialised and renamed into place by generate_once: two runs resolving this YAML at once
+    # generate it once, and neither ever deletes the folder the other is reading.
+    manifest = generate_once(cache_dir / f"{label}-{key}", lambda tmp: generate_phantom_cohort(tmp, **kwargs))
     load_manifest(manifest)
     return manifest
 

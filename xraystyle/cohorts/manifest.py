@@ -24,13 +24,16 @@ import logging
 import os
 import posixpath
 import re
+import stat
 import threading
+import unicodedata
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
+from ..csvsafe import TRIGGERS, neutralise, restore
 from ..errors import ManifestError
 from .paths import SUSPICIOUS, LinkChecker, is_within, lexical_problem
 from .vocabulary import FINDINGS, NORMAL
@@ -157,8 +160,18 @@ def load_manifest(path: str | Path) -> Manifest:
         raise ManifestError(path, "no header row (empty CSV)") from None
     except (pd.errors.ParserError, ValueError) as exc:
         raise ManifestError(path, f"not a readable CSV ({exc})") from None
-    df = _validate(raw, path, root)
+    df = _validate(_restore_cells(raw), path, root)
     return Manifest(path, root, df)
+
+
+def normalise_patient_id(value: str) -> str:
+    """One spelling per patient: ``"p1 "`` and ``"p1"`` (or an accent composed or not) are one
+    patient for splits and for the patient-in-two-splits check."""
+    return unicodedata.normalize("NFC", str(value).strip())
+
+
+def _normalise_patient_ids(values: pd.Series) -> pd.Series:
+    return values.astype(str).str.strip().str.normalize("NFC").astype(object)
 
 
 def write_manifest(df: pd.DataFrame, path: str | Path, root: str | Path | None = None) -> Manifest:
@@ -174,6 +187,7 @@ def write_manifest(df: pd.DataFrame, path: str | Path, root: str | Path | None =
     root_path = _root_of(path, None if root is None else str(root))
     frame = _to_strings(df.reset_index(drop=True))
     typed = _validate(frame, path, root_path)
+    frame["patient_id"] = typed["patient_id"].to_numpy()
     path.parent.mkdir(parents=True, exist_ok=True)
     # A scratch file renamed into place: readers never see half a manifest. Plain open() (not
     # mkstemp, which creates 0600 files) so the manifest gets the usual umask permissions.
@@ -182,7 +196,12 @@ def write_manifest(df: pd.DataFrame, path: str | Path, root: str | Path | None =
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
             if root is not None:
                 fh.write(f"# {ROOT_KEY}: {root}\n")
-            frame.to_csv(fh, index=False, lineterminator="\n")
+            disk = _neutralise_cells(frame)
+            # Python < 3.12 leaves a cell holding a bare CR unquoted when lines end in LF, and
+            # every reader then splits the row there: quote all cells in that (rare) case.
+            has_cr = any(disk[c].str.contains("\r", regex=False).any() for c in disk.columns)
+            disk.to_csv(fh, index=False, lineterminator="\n",
+                        quoting=csv.QUOTE_ALL if has_cr else csv.QUOTE_MINIMAL)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -272,6 +291,7 @@ def _validate(raw: pd.DataFrame, path: Path, root: Path) -> pd.DataFrame:
         raise ManifestError(path, "has a header but no rows")
     df = raw.copy()
     df.index = pd.RangeIndex(len(df))
+    df["patient_id"] = _normalise_patient_ids(df["patient_id"])
 
     for col in ("path", "patient_id", "split"):
         empty = np.flatnonzero(df[col].to_numpy() == "")
@@ -287,6 +307,11 @@ def _validate(raw: pd.DataFrame, path: Path, root: Path) -> pd.DataFrame:
             problem = lexical_problem(values.iloc[i])
             if problem:
                 raise ManifestError(path, f"{_row(i)}: {col}: {problem}")
+        # No image is named like a formula; such a cell is an injection attempt (see csvsafe).
+        formula = np.flatnonzero(values.str.startswith("=").to_numpy(dtype=bool))
+        if len(formula):
+            raise ManifestError(path, f"{_row(formula[0])}: {col}: path looks like a spreadsheet "
+                                      "formula (starts with '=')")
 
     norm = df["path"].map(posixpath.normpath)
     dup = norm.duplicated(keep=False)
@@ -344,12 +369,61 @@ def _validate(raw: pd.DataFrame, path: Path, root: Path) -> pd.DataFrame:
                                   f"(e.g. {_row(i)}): splits must be assigned per patient")
 
     links = LinkChecker(root)
+    files: dict[tuple[int, int], int] = {}  # (st_dev, st_ino) -> first row naming that file
     for col in path_cols:
         for i, rel in enumerate(df[col].tolist()):
             if rel and links.escapes(rel):
                 raise ManifestError(path, f"{_row(i)}: {col}: path escapes the image root through "
                                           "a symbolic link")
+            if col == "path":
+                # Two names of one file (in-root link, hard link) would put one image in two
+                # rows, possibly two splits. Compared only where the file exists.
+                ident = _file_identity(root, rel, links.last_stat)
+                if ident is not None and files.setdefault(ident, i) != i:
+                    raise ManifestError(path, f"{_row(files[ident])} and {_row(i)} are the same file "
+                                              "(a link or a second name): each image may appear once")
     return df
+
+
+def _file_identity(root: Path, rel: str, st: os.stat_result | None) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of the file ``rel`` names, from its lstat; a link (already known to stay
+    inside the root) costs one more stat, a regular file none."""
+    if st is None:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            st = os.stat(os.path.join(root, rel))
+        except OSError:  # dangling link: nothing to compare
+            return None
+    if not stat.S_ISREG(st.st_mode) or st.st_ino == 0:  # st_ino 0: file system without inodes
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _first_chars(values: pd.Series) -> np.ndarray:
+    # The first character of every cell in one C loop: cheap enough for 200k-row manifests.
+    return values.to_numpy(dtype=object).astype("U1")
+
+
+def _restore_cells(raw: pd.DataFrame) -> pd.DataFrame:
+    """Undo :func:`_neutralise_cells` (a leading quote before a formula) in a read frame."""
+    for col in raw.columns:
+        values = raw[col]
+        quoted = _first_chars(values) == "'"
+        if quoted.any():
+            raw[col] = values.where(~quoted, values[quoted].map(restore))
+    return raw
+
+
+def _neutralise_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame as written to disk: text a spreadsheet would evaluate gets a leading quote."""
+    out = frame.copy()
+    for col in out.columns:
+        values = out[col]
+        risky = np.isin(_first_chars(values), list(TRIGGERS) + ["'"])
+        if risky.any():
+            out[col] = values.where(~risky, values[risky].map(neutralise))
+    return out
 
 
 def _short(value: str) -> str:

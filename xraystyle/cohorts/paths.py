@@ -61,9 +61,13 @@ class LinkChecker:
         self.root = str(root)
         self.root_real = os.path.realpath(root)
         self._dirs: dict[str, str] = {}  # folder -> "ok" | "missing" | "out"
+        # lstat of the last component of the latest escapes() call (None: missing), so callers
+        # can tell files apart (st_dev, st_ino) without a second system call per path.
+        self.last_stat: os.stat_result | None = None
 
     def escapes(self, rel: str) -> bool:
         """True when following ``rel`` from the root passes a link that points outside it."""
+        self.last_stat = None
         parts = rel.split("/")
         prefix = ""
         for i, part in enumerate(parts):
@@ -73,7 +77,7 @@ class LinkChecker:
             last = i == len(parts) - 1
             state = None if last else self._dirs.get(prefix)
             if state is None:
-                state = self._state(prefix)
+                state = self._state(prefix, keep=last)
                 if not last:
                     self._dirs[prefix] = state
             if state == "out":
@@ -82,12 +86,15 @@ class LinkChecker:
                 return False  # nothing further to follow
         return False
 
-    def _state(self, prefix: str) -> str:
+    def _state(self, prefix: str, keep: bool = False) -> str:
         full = os.path.join(self.root, prefix)
         try:
-            mode = os.lstat(full).st_mode
+            st = os.lstat(full)
         except OSError:
             return "missing"
+        if keep:
+            self.last_stat = st
+        mode = st.st_mode
         if stat.S_ISLNK(mode) and not is_within(os.path.realpath(full), self.root_real):
             return "out"
         return "ok"

@@ -1,9 +1,10 @@
 """Patient-level train/val/test split by hashing (seed, patient id).
 
-Each patient gets a number in [0, 1) from sha256(f"{seed}:{patient_id}") and falls into the
-split whose cumulative fraction covers it. The assignment of a patient never depends on the
-other patients, so adding patients (a new data release) does not reshuffle the old ones, and
-the same seed gives the same split on every machine and Python version (unlike ``hash()``).
+Each patient gets a number in [0, 1) from sha256(f"{seed}:{patient_id}") (the id stripped and
+NFC-normalised) and falls into the split whose cumulative fraction covers it. The assignment
+of a patient never depends on the other patients, so adding patients (a new data release) does
+not reshuffle the old ones, and the same seed gives the same split on every machine and Python
+version (unlike ``hash()``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import ConfigError
-from .manifest import SPLITS
+from .manifest import SPLITS, normalise_patient_id
 
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
 
@@ -46,9 +47,12 @@ def patient_unit(patient_id: str, seed: int) -> float:
 
 def assign_splits(patient_ids: Iterable[str], seed: int = 0,
                   fractions: Sequence[float] = DEFAULT_FRACTIONS) -> np.ndarray:
-    """Split name ("train" / "val" / "test") per entry of ``patient_ids``; same id, same split."""
+    """Split name ("train" / "val" / "test") per entry of ``patient_ids``; same id, same split.
+
+    Ids are normalised first (surrounding blanks, Unicode NFC), as the manifest loader does, so
+    ``"p1"`` and ``"p1 "`` are one patient and can never land in two splits."""
     train, val, _ = parse_fractions(fractions)
-    ids = [str(p) for p in patient_ids]
+    ids = [normalise_patient_id(p) for p in patient_ids]
     units = {p: patient_unit(p, seed) for p in set(ids)}
     edges = (train, train + val)
     out = np.empty(len(ids), dtype=object)

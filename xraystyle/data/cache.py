@@ -14,6 +14,8 @@ import hashlib
 import json
 import logging
 import os
+import re
+import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -94,6 +96,7 @@ def build_tensor_cache(manifest, preprocess_cfg, cache_dir: str | Path, *, worke
 
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
+    remove_dead_scratch(cache_dir)
     key = cache_key(manifest, preprocess_cfg)
     data_path, ok_path = cache_dir / f"tensors-{key}.npy", cache_dir / f"tensors-{key}.ok.npy"
     n, size = len(manifest.df), preprocess_cfg.size
@@ -110,8 +113,8 @@ def build_tensor_cache(manifest, preprocess_cfg, cache_dir: str | Path, *, worke
             return TensorCache(images, ok, key)
 
     paths = [manifest.resolve(p) for p in manifest.df["path"]]
-    tmp = data_path.with_suffix(f".tmp{os.getpid()}.npy")
-    ok_tmp = ok_path.with_suffix(f".tmp{os.getpid()}.npy")
+    tmp = data_path.with_suffix(f".tmp{os.getpid()}.{_HOST}.npy")
+    ok_tmp = ok_path.with_suffix(f".tmp{os.getpid()}.{_HOST}.npy")
     try:
         images = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(n, 1, size, size))
         ok = np.zeros(n, dtype=bool)
@@ -143,6 +146,50 @@ def build_tensor_cache(manifest, preprocess_cfg, cache_dir: str | Path, *, worke
         ok_tmp.unlink(missing_ok=True)
         raise
     return TensorCache(np.load(data_path, mmap_mode="r", allow_pickle=False), ok, key)
+
+
+# Scratch names carry the pid and the host: a cache folder on shared storage may be used by
+# processes on several machines (or containers), whose pids mean nothing here.
+_HOST = re.sub(r"[^A-Za-z0-9-]+", "-", socket.gethostname())[:40] or "host"
+_SCRATCH = re.compile(r"^tensors-[0-9a-f]+(?:\.ok)?\.tmp(\d+)(?:\.([A-Za-z0-9-]+))?\.npy$")
+
+
+def remove_dead_scratch(cache_dir: Path) -> list[Path]:
+    """Delete scratch files of cache builds whose process is gone (killed -9, machine reset).
+
+    A build removes its scratch file itself when it stops with an error; only SIGKILL and the
+    like leave one, cohort-sized (13 GB for 100k images at 256 px) and never reused. A file is
+    removed only when its process provably no longer exists on this machine: never another live
+    build's, never one from another host. Files without a host (older versions) are judged by
+    the pid alone."""
+    removed = []
+    for entry in os.scandir(cache_dir):
+        m = _SCRATCH.match(entry.name)
+        if not m or (m.group(2) is not None and m.group(2) != _HOST):
+            continue
+        pid = int(m.group(1))
+        if pid == os.getpid() or _alive(pid):
+            continue
+        try:
+            os.unlink(entry.path)
+        except FileNotFoundError:  # another process cleaned it first
+            continue
+        except OSError as exc:
+            log.debug("cannot remove stale cache scratch %s: %s", entry.name, exc)
+            continue
+        log.info("removed stale cache scratch file %s (process %d is gone)", entry.name, pid)
+        removed.append(Path(entry.path))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: exists, another user's; anything else: assume alive
+        return True
+    return True
 
 
 def _check_bad(ok: np.ndarray, max_bad_fraction: float, manifest) -> None:

@@ -15,7 +15,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .sampling import BalancedStepSampler
+from ..streams import Stream
 
 
 @dataclass
@@ -65,7 +65,7 @@ class BatchFetcher:
 
     def __call__(self, step: int) -> Batch:
         idx = self.sampler.indices(step)
-        g = step_generator(self.seed, step, 0)
+        g = step_generator(self.seed, step, Stream.LATENTS)
         z = torch.randn(2, self.batch_size, self.latent_dim, generator=g)
         n = self.batch_size // self.world
         sl = slice(self.rank * n, (self.rank + 1) * n)
@@ -77,7 +77,7 @@ class BatchFetcher:
 
             # Parameters are drawn for the global batch (3 x B images) and this rank's share taken.
             template = torch.empty(3 * self.batch_size, *x.shape[1:])
-            params = sample_physics(template, self.augment, step_generator(self.seed, step, 1))
+            params = sample_physics(template, self.augment, step_generator(self.seed, step, Stream.AUGMENT))
             mine = torch.cat([torch.arange(k * self.batch_size + sl.start, k * self.batch_size + sl.stop)
                               for k in range(3)])
             x = apply_physics(x, {k: v[mine] for k, v in params.items()},
@@ -90,7 +90,11 @@ class BatchFetcher:
 def iterate_batches(fetch: BatchFetcher, start: int, stop: int, device: torch.device,
                     prefetch: int = 0) -> Iterator[tuple[int, Batch]]:
     """Yield ``(step, batch)`` for steps ``start..stop-1``, optionally prepared in a background
-    thread (pinned memory, non-blocking copy) so loading stays off the GPU's critical path."""
+    thread (pinned memory, non-blocking copy) so loading stays off the GPU's critical path.
+
+    An exception raised while preparing a batch is raised here, in the consumer, with its own
+    type and message (a dead thread would otherwise leave the consumer, and under torchrun every
+    other rank, waiting for ever). Closing the iterator early ends the thread."""
     if prefetch <= 0:
         for step in range(start, stop):
             yield step, fetch(step).to(device)
@@ -98,20 +102,55 @@ def iterate_batches(fetch: BatchFetcher, start: int, stop: int, device: torch.de
     q: queue.Queue = queue.Queue(maxsize=prefetch)
     stop_flag = threading.Event()
 
-    def work():
-        for step in range(start, stop):
-            if stop_flag.is_set():
-                return
-            b = fetch(step)
-            if device.type == "cuda":
-                b = b.pin_memory()
-            q.put((step, b))
+    def put(item) -> bool:
+        # Bounded waits: once the consumer has gone, nobody takes from the queue any more.
+        while not stop_flag.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
 
-    t = threading.Thread(target=work, daemon=True)
+    def work():
+        try:
+            for step in range(start, stop):
+                if stop_flag.is_set():
+                    return
+                b = fetch(step)
+                if device.type == "cuda":
+                    b = b.pin_memory()
+                if not put((step, b)):
+                    return
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            put(_Failed(exc))
+
+    t = threading.Thread(target=work, name="xraystyle-prefetch", daemon=True)
     t.start()
     try:
         for _ in range(start, stop):
-            step, b = q.get()
+            item = _get(q, t)
+            if isinstance(item, _Failed):
+                raise item.exc
+            step, b = item
             yield step, b.to(device, non_blocking=True)
     finally:
         stop_flag.set()
+        # The worker notices within one put timeout, or after the batch it is preparing.
+        t.join(timeout=10.0)
+
+
+@dataclass
+class _Failed:
+    exc: BaseException
+
+
+def _get(q: queue.Queue, worker: threading.Thread):
+    """Next item of the prefetch queue; an error if the worker ended without handing one over."""
+    while True:
+        try:
+            return q.get(timeout=1.0)
+        except queue.Empty:
+            if not worker.is_alive() and q.empty():
+                raise RuntimeError("the batch preparation thread ended without a batch or an "
+                                   "error") from None

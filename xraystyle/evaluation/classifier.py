@@ -163,12 +163,6 @@ class TrainedClassifier(Classifier):
 # ----------------------------------------------------------------------------- torchxrayvision
 
 
-def xrv_weights_names() -> list[str]:
-    import torchxrayvision as xrv
-
-    return sorted(xrv.models.model_urls)
-
-
 def xrv_weights_file(weights: str) -> str:
     """File name torchxrayvision stores ``weights`` under (basename of its download URL)."""
     import torchxrayvision as xrv

@@ -21,6 +21,7 @@ import torch
 
 from ..cohorts.manifest import Manifest
 from ..errors import XrayStyleError
+from ..streams import Stream
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def select_rows(manifest: Manifest, domains: list[str], domain: str, split: str 
     labels = sub.domain_labels(domains)
     idx = np.flatnonzero(labels == domains.index(domain))
     if limit is not None and len(idx) > limit:
-        rng = np.random.default_rng([seed, domains.index(domain), 7])
+        rng = np.random.default_rng([seed, domains.index(domain), Stream.EVAL_ROWS])
         idx = np.sort(rng.choice(idx, size=limit, replace=False))
     return Manifest(sub.path, sub.root, sub.df.iloc[idx].copy())
 

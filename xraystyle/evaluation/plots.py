@@ -1,5 +1,7 @@
-"""Evaluation figures (matplotlib, Agg): validity per pair, probability-shift histograms,
-example grids."""
+"""Evaluation figures: validity per pair, probability-shift histograms, example grids.
+
+matplotlib's object API on an Agg canvas (``reporting.figures.new_figure``), never pyplot, so
+the caller's backend is left alone."""
 
 from __future__ import annotations
 
@@ -8,13 +10,11 @@ from pathlib import Path
 import numpy as np
 
 
-def _plt():
-    import matplotlib
+def new_figure(**kwargs):
+    # matplotlib is imported on first use only: `import xraystyle.evaluation` stays light.
+    from ..reporting.figures import new_figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
+    return new_figure(**kwargs)
 
 
 def validity_plot(metrics: dict, path: Path) -> Path | None:
@@ -23,12 +23,12 @@ def validity_plot(metrics: dict, path: Path) -> Path | None:
     rows = [r for r in metrics["pairs"] if "validity" in r]
     if not rows:
         return None
-    plt = _plt()
     labels = [f"{r['source']}→{r['target']}\n{r['mode']}" for r in rows]
     x = np.arange(len(rows))
     has_oracle = any("oracle_validity" in r for r in rows)
     w = 0.38 if has_oracle else 0.6
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(rows) + 1.5), 3.4), dpi=110)
+    fig = new_figure(figsize=(max(4.0, 1.3 * len(rows) + 1.5), 3.4), dpi=110)
+    ax = fig.subplots()
     ax.bar(x - (w / 2 if has_oracle else 0), [r["validity"] for r in rows], w, label="classifier validity",
            color="#3b6ea8")
     if has_oracle:
@@ -45,7 +45,6 @@ def validity_plot(metrics: dict, path: Path) -> Path | None:
     ax.set_title("Counterfactual validity", fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 
@@ -54,11 +53,11 @@ def shift_histograms(arrays: dict, path: Path) -> Path | None:
     items = [(k, v) for k, v in arrays.items() if v.shift_added is not None or v.shift_removed is not None]
     if not items:
         return None
-    plt = _plt()
     n = len(items)
     cols = min(n, 4)
     nrows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(nrows, cols, figsize=(3.0 * cols, 2.4 * nrows), dpi=110, squeeze=False)
+    fig = new_figure(figsize=(3.0 * cols, 2.4 * nrows), dpi=110)
+    axes = fig.subplots(nrows, cols, squeeze=False)
     bins = np.linspace(-1, 1, 41)
     for ax, ((s, t, mode), arr) in zip(axes.ravel(), items):
         if arr.shift_added is not None:
@@ -73,7 +72,6 @@ def shift_histograms(arrays: dict, path: Path) -> Path | None:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 

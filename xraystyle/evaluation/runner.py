@@ -20,7 +20,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +29,9 @@ from tqdm import tqdm
 from ..cohorts.manifest import Manifest, load_manifest
 from ..cohorts.vocabulary import NORMAL
 from ..errors import ConfigError, MissingWeightsError
-from ..synthesis import translate_latent, translate_reference
+from ..models.args import ModelArgs
+from ..models.translate import translate_latent, translate_reference
+from ..trained import TrainedModel
 from .counterfactual import pair_changes, success, validity_summary
 from .data import ImageSet, cached_arrays, check_domains, load_set, manifest_prior, select_rows, source_masks
 from .diversity import pairwise_feature_distance, pairwise_l1
@@ -76,61 +78,32 @@ class EvalOptions:
             raise ConfigError(f"--oracle-patients must be >= 4, got {self.oracle_patients}")
 
 
-@dataclass
-class ModelView:
-    """What evaluation needs of a model: EMA nets and the facts of its config."""
-
-    nets: Mapping[str, torch.nn.Module]
-    domains: list[str]
-    latent_dim: int
-    preprocess: Any  # PreprocessConfig
-    step: int | None = None
-    checkpoint: str | None = None
-    checkpoint_sha256: str | None = None
-    fixed_rows: Callable[[torch.Tensor], torch.Tensor | None] | None = None  # RunConfig.fixed_style_rows
-
-    def fixed(self, y: torch.Tensor) -> torch.Tensor | None:
-        return None if self.fixed_rows is None else self.fixed_rows(y)
-
-    @property
-    def size(self) -> int:
-        return int(self.preprocess.size)
-
-    @property
-    def device(self) -> torch.device:
-        for net in self.nets.values():
-            for t in (*net.parameters(), *net.buffers()):
-                return t.device
-        return torch.device("cpu")
-
-
-def as_model_view(model_like, cfg=None, step: int | None = None) -> ModelView:
-    """A TrainedModel, or networks (a mapping with G, F, E, or an object with ``.ema``/``.nets``)
-    plus the RunConfig ``cfg`` they were built from (the trainer's in-memory EMA copies)."""
-    c = getattr(model_like, "cfg", None) or cfg
-    if c is not None and getattr(c, "multi_label", False):
+def as_trained_model(model_like, cfg=None, step: int | None = None) -> TrainedModel:
+    """A TrainedModel as it is, or networks (a mapping with G, F, E, or an object with
+    ``.ema``/``.nets``) plus the RunConfig ``cfg`` they were built from (the trainer's in-memory
+    EMA copies)."""
+    if isinstance(model_like, TrainedModel):
+        model = model_like
+    else:
+        if cfg is None:
+            raise ConfigError("evaluate: pass cfg= (the RunConfig) with in-memory networks")
+        nets = model_like
+        for attr in ("ema", "nets"):  # a TrainState-like object: prefer its EMA copies
+            if getattr(model_like, attr, None) is not None:
+                nets = getattr(model_like, attr)
+                break
+        try:
+            complete = all(k in nets for k in ("G", "F", "E"))  # nn.ModuleDict is not a Mapping
+        except TypeError:  # not a container of networks
+            complete = False
+        if not complete:
+            raise ConfigError("evaluate: the networks must include G, F and E")
+        model = TrainedModel.from_networks(nets, ModelArgs.from_run(cfg),
+                                           step if step is not None else getattr(model_like, "step", None))
+    if model.labels.kind != "domains":
         raise ConfigError("evaluate: multi-label (finding-set) models are evaluated per finding and per set "
                           "by evaluation.sets.run_set_evaluation (xraystyle eval picks it)")
-    if hasattr(model_like, "checkpoint_sha256"):  # TrainedModel
-        return ModelView(model_like.nets, list(model_like.domains), c.model.latent_dim, c.data.preprocess,
-                         model_like.step, str(model_like.checkpoint), model_like.checkpoint_sha256,
-                         c.fixed_style_rows)
-    if cfg is None:
-        raise ConfigError("evaluate: pass cfg= (the RunConfig) with in-memory networks")
-    nets = model_like
-    for attr in ("ema", "nets"):  # a TrainState-like object: prefer its EMA copies
-        if getattr(model_like, attr, None) is not None:
-            nets = getattr(model_like, attr)
-            break
-    try:
-        complete = all(k in nets for k in ("G", "F", "E"))
-    except TypeError:  # not a container of networks
-        complete = False
-    if not complete:
-        raise ConfigError("evaluate: the networks must include G, F and E")
-    return ModelView(nets, list(cfg.domains), cfg.model.latent_dim, cfg.data.preprocess,
-                     step if step is not None else getattr(model_like, "step", None),
-                     fixed_rows=cfg.fixed_style_rows)
+    return model
 
 
 @dataclass
@@ -226,12 +199,12 @@ def run_evaluation(model_like, manifest: Manifest | str | Path, classifier, opti
                    cfg=None, cache_dir: str | Path | None = None) -> EvalResult:
     """Evaluate a model on a cohort with an independent classifier (see the module docstring)."""
     from ..paths import cache_dir as default_cache
+    from ..phantom.oracle import is_phantom_manifest, load_oracle
     from .diversity import load_lpips
     from .features import load_inception
-    from .oracle import is_phantom_manifest, load_oracle
 
     opt = options or EvalOptions()
-    model = as_model_view(model_like, cfg)
+    model = as_trained_model(model_like, cfg)
     if not isinstance(manifest, Manifest):
         manifest = load_manifest(manifest)
     check_domains(manifest, model.domains, classifier)
@@ -297,8 +270,8 @@ def run_evaluation(model_like, manifest: Manifest | str | Path, classifier, opti
     metrics = {
         "meta": {
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "checkpoint": model.checkpoint, "checkpoint_sha256": model.checkpoint_sha256, "step": model.step,
-            "domains": domains, "image_size": size,
+            "checkpoint": None if model.checkpoint is None else str(model.checkpoint), "checkpoint_sha256": model.checkpoint_sha256, "step": model.step,
+            "labels": model.labels.kind, "domains": domains, "image_size": size,
             "classifier": {"name": classifier.name, "identity": classifier.identity, "findings": findings,
                            "thresholds": [round(float(v), 6) for v in thr],
                            "input_size": classifier.input_size},
@@ -316,7 +289,7 @@ def run_evaluation(model_like, manifest: Manifest | str | Path, classifier, opti
 
 
 @torch.no_grad()
-def style_physics_report(model: ModelView, pools: dict[str, ImageSet], batch_size: int) -> dict[str, Any]:
+def style_physics_report(model: TrainedModel, pools: dict[str, ImageSet], batch_size: int) -> dict[str, Any]:
     """Does the style encoder read the acquisition? Cross-validated R^2 of the known physics
     parameters (phantom ``phys_*`` columns) from E's style codes of real images, per domain,
     beside the R^2 from the images' own intensity descriptors (physics/style_physics_leakage).
@@ -347,7 +320,7 @@ def style_physics_report(model: ModelView, pools: dict[str, ImageSet], batch_siz
     return out
 
 
-def _evaluate_pair(model: ModelView, judges: Judges, src_set: ImageSet, pool: ImageSet, real: dict,
+def _evaluate_pair(model: TrainedModel, judges: Judges, src_set: ImageSet, pool: ImageSet, real: dict,
                    real_set: ImageSet, s: str, t: str, mode: str, prior: np.ndarray | None, opt: EvalOptions,
                    arrays: dict, bar, domains: list[str], findings: list[str], thr: np.ndarray) -> dict[str, Any]:
     K, size = opt.n_styles, model.size

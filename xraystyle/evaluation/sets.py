@@ -43,8 +43,10 @@ import torch
 from tqdm import tqdm
 
 from ..cohorts.manifest import Manifest, load_manifest
+from ..cohorts.vocabulary import NORMAL
 from ..errors import XrayStyleError
-from ..synthesis import translate_latent, translate_reference
+from ..models.translate import translate_latent, translate_reference
+from ..streams import Stream
 from .data import ImageSet, load_set, manifest_prior, source_masks
 from .diversity import pairwise_l1
 from .physics import global_stats, leakage_summary
@@ -63,7 +65,7 @@ class SetTask:
 
     @property
     def source(self) -> str:
-        return {"add": f"no-{self.edited[0]}", "remove": self.edited[0], "set": "normal"}[self.kind]
+        return {"add": f"no-{self.edited[0]}", "remove": self.edited[0], "set": NORMAL}[self.kind]
 
     @property
     def target(self) -> str:
@@ -102,9 +104,9 @@ def _key(s: np.ndarray) -> bytes:
 def run_set_evaluation(model, manifest: Manifest | str | Path, classifier, options: EvalOptions | None = None, *,
                        max_set_size: int | None = None, cache_dir: str | Path | None = None) -> EvalResult:
     """Evaluate a multi-label TrainedModel on a cohort (see the module docstring)."""
-    from ..cohorts.phantom import FINDINGS as PHANTOM_FINDINGS
     from ..paths import cache_dir as default_cache
-    from .oracle import is_phantom_manifest, load_oracle
+    from ..phantom.generator import FINDINGS as PHANTOM_FINDINGS
+    from ..phantom.oracle import is_phantom_manifest, load_oracle
 
     opt = options or EvalOptions()
     if not isinstance(manifest, Manifest):
@@ -116,7 +118,7 @@ def run_set_evaluation(model, manifest: Manifest | str | Path, classifier, optio
                              f"({', '.join(findings)}); it predicts: {', '.join(classifier.findings)}")
     manifest.finding_matrix(findings)  # ManifestError naming a missing finding column
     root = Path(cache_dir) if cache_dir is not None else default_cache()
-    size, K, pre = model.cfg.data.preprocess.size, opt.n_styles, model.cfg.data.preprocess
+    size, K, pre = model.size, opt.n_styles, model.preprocess
     thr = classifier.thresholds.detach().cpu().double().numpy()
     cols = [classifier.findings.index(f) for f in judged]
 
@@ -135,7 +137,7 @@ def run_set_evaluation(model, manifest: Manifest | str | Path, classifier, optio
         sub = manifest.subset(split)
         idx = np.flatnonzero(~np.isnan(sub.finding_matrix(findings)).any(axis=1))
         if limit is not None and len(idx) > limit:
-            idx = np.sort(np.random.default_rng([seed, 11]).choice(idx, size=limit, replace=False))
+            idx = np.sort(np.random.default_rng([seed, Stream.SET_SOURCES]).choice(idx, size=limit, replace=False))
         return load_set(Manifest(sub.path, sub.root, sub.df.iloc[idx].copy()), pre, root / "tensors", opt.progress)
 
     pool = known_rows(opt.split, None, opt.seed)
@@ -152,11 +154,11 @@ def run_set_evaluation(model, manifest: Manifest | str | Path, classifier, optio
         by_set.setdefault(_key(s), []).append(i)
     by_set = {k: np.asarray(v) for k, v in by_set.items()}
 
-    tasks = set_tasks(findings, model.cfg.data.holdout_combinations, max_set_size)
+    tasks = set_tasks(findings, model.args.holdout_combinations, max_set_size)
     rows: list[dict[str, Any]] = []
     arrays: dict[tuple[str, str, str], PairArrays] = {}
     bar = tqdm(total=len(tasks) * len(opt.modes), desc="evaluate sets", unit="task", disable=not opt.progress)
-    held = [np.isin(findings, c) for c in model.cfg.data.holdout_combinations]
+    held = [np.isin(findings, c) for c in model.args.holdout_combinations]
     real_rates = {t.target: _real_rate(t, findings, judged, cols, thr, real_sets, real_probs) for t in tasks}
     for t_i, task in enumerate(tasks):
         all_cand, all_target = _sources(task, sets, findings)
@@ -166,7 +168,7 @@ def run_set_evaluation(model, manifest: Manifest | str | Path, classifier, optio
                 has_ref = np.array([_key(t) in by_set for t in target], bool)
                 cand, target = cand[has_ref], target[has_ref]
             if opt.limit is not None and len(cand) > opt.limit:  # the same seeded choice in both modes
-                keep = np.sort(np.random.default_rng([opt.seed, t_i, 3]).choice(len(cand), size=opt.limit,
+                keep = np.sort(np.random.default_rng([opt.seed, t_i, Stream.SET_TASK_SOURCES]).choice(len(cand), size=opt.limit,
                                                                                  replace=False))
                 cand, target = cand[keep], target[keep]
             row = {"source": task.source, "target": task.target, "mode": mode, "kind": task.kind,
@@ -188,9 +190,9 @@ def run_set_evaluation(model, manifest: Manifest | str | Path, classifier, optio
         "meta": {
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "checkpoint": str(model.checkpoint), "checkpoint_sha256": model.checkpoint_sha256, "step": model.step,
-            "multi_label": True, "conditioning": model.cfg.model.conditioning, "domains": findings,
+            "labels": model.labels.kind, "conditioning": model.args.model.conditioning, "domains": findings,
             "judged_findings": judged, "image_size": size,
-            "holdout_combinations": model.cfg.data.holdout_combinations,
+            "holdout_combinations": model.args.holdout_combinations,
             "classifier": {"name": classifier.name, "identity": classifier.identity, "findings": classifier.findings,
                            "thresholds": [round(float(v), 6) for v in thr], "input_size": classifier.input_size},
             "split": opt.split, "fid_split": opt.fid_split, "n_styles": K, "modes": list(opt.modes),
@@ -224,10 +226,6 @@ class _Task:
     masks: dict[str, torch.Tensor | None]  # (rows of the pool, S, S) source masks per finding
     real_stats: np.ndarray | None  # (M, 2) global stats of real images, for the leakage ratios
 
-    @property
-    def edited_idx(self) -> list[int]:
-        return [self.findings.index(f) for f in self.task.edited]
-
 
 @torch.no_grad()
 def _run_task(model, judges: Judges, pool: ImageSet, cand: np.ndarray, target: np.ndarray, mode: str,
@@ -251,9 +249,9 @@ def _run_task(model, judges: Judges, pool: ImageSet, cand: np.ndarray, target: n
         x_src = pool.batch(idx)
         x_rep = x_src.repeat_interleave(K, dim=0).to(dev)
         y = torch.as_tensor(target[start:start + b], dtype=torch.float32).repeat_interleave(K, dim=0).to(dev)
-        fixed = model.cfg.fixed_style_rows(y)
+        fixed = model.fixed(y)
         if mode == "latent":
-            z = torch.randn(b * K, model.cfg.model.latent_dim, generator=gen).to(dev)
+            z = torch.randn(b * K, model.latent_dim, generator=gen).to(dev)
             x_out = translate_latent(model.nets, x_rep, y, z, fixed).float().cpu()
         else:
             refs = np.concatenate([rng.choice(by_set[_key(t)], size=K) for t in target[start:start + b]])

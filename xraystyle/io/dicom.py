@@ -9,8 +9,9 @@ Steps, each refusing with a typed one-line error:
 4. Decode only the requested frame (``pydicom.pixels.pixel_array``, which also masks bits above
    BitsStored and sign-extends signed data), then padding mask, LUTs and polarity.
 
-pydicom's own warnings and log records are swallowed while reading: some quote element
-values, and values can be patient identifiers.
+pydicom's own warnings and log records (its whole logger tree) are swallowed while reading:
+some quote element values, and values can be patient identifiers. Coded fields reach the
+metadata and notes only as defined terms (``dicom_terms``), never as the raw value.
 """
 
 from __future__ import annotations
@@ -38,6 +39,14 @@ from ..errors import InputError, MissingDecoderError, UnsupportedImageError
 from . import dicom_lut
 from ._common import check_pixel_count
 from .dicom_lut import floats, get
+from .dicom_terms import (
+    BODY_PARTS,
+    BURNED_IN_ANNOTATION,
+    PHOTOMETRIC_INTERPRETATIONS,
+    PRESENTATION_LUT_SHAPES,
+    VOI_LUT_FUNCTIONS,
+    coded,
+)
 from .meta import XrayMeta
 
 _PIXEL_DATA = 0x7FE00010
@@ -69,32 +78,57 @@ class _BoundedReader(io.BufferedReader):
         return super().read(size)
 
 
-class _DropRecords(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return False
-
-
 _QUIET_LOCK = threading.Lock()
 _quiet_readers = 0
 _quiet_filter: tuple | None = None
+_quiet_saved: tuple[int, dict[str, bool]] | None = None  # pydicom level, disabled flags
+
+
+def _silence_logger_tree() -> tuple[int, dict[str, bool]]:
+    """Stop every logger of the ``pydicom`` tree from emitting; return what to restore.
+
+    A filter on the ``pydicom`` logger does not see records of its children (filters run only
+    on the logger that creates a record): pydicom's decoders log ``ERROR`` with a traceback
+    from ``pydicom.pixels.decoders.base``. A level above CRITICAL on ``pydicom`` silences every
+    child left at NOTSET, including modules imported later (decoder plugins load lazily);
+    ``disabled`` covers existing children that have a level of their own.
+    """
+    root = logging.getLogger("pydicom")
+    disabled = {}
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if (name == "pydicom" or name.startswith("pydicom.")) and isinstance(logger, logging.Logger):
+            disabled[name] = logger.disabled
+            logger.disabled = True
+    level = root.level
+    root.setLevel(logging.CRITICAL + 1)
+    return level, disabled
+
+
+def _restore_logger_tree(saved: tuple[int, dict[str, bool]]) -> None:
+    level, disabled = saved
+    logging.getLogger("pydicom").setLevel(level)
+    for name, was in disabled.items():
+        logger = logging.Logger.manager.loggerDict.get(name)
+        if isinstance(logger, logging.Logger):
+            logger.disabled = was
 
 
 @contextlib.contextmanager
 def _quiet_pydicom() -> Iterator[None]:
-    """Silence pydicom while reading: some of its messages quote element values (identifiers).
+    """Silence pydicom while reading: some of its messages quote element values (identifiers),
+    and its decoders log tracebacks for corrupt pixel data that the caller reports in one line.
 
-    Not ``warnings.catch_warnings``: that swaps process-wide state and breaks when readers run
-    on a thread pool. One "ignore warnings from pydicom" filter stays installed while at least
-    one read is in progress; pydicom log records are dropped by a filter object per call.
+    Not ``warnings.catch_warnings`` nor a per-call logging change: those swap process-wide
+    state and break when readers run on a thread pool. One "ignore warnings from pydicom"
+    filter and one quieting of pydicom's whole logger tree stay installed while at least one
+    read is in progress; the previous state comes back when the last read ends.
     """
-    global _quiet_readers, _quiet_filter
-    logger = logging.getLogger("pydicom")
-    drop = _DropRecords()
-    logger.addFilter(drop)
+    global _quiet_readers, _quiet_filter, _quiet_saved
     with _QUIET_LOCK:
         if _quiet_readers == 0:
             warnings.filterwarnings("ignore", module=r"(pydicom|xraystyle\.io)(\.|$)")
             _quiet_filter = warnings.filters[0]
+            _quiet_saved = _silence_logger_tree()
         _quiet_readers += 1
     try:
         yield
@@ -105,7 +139,9 @@ def _quiet_pydicom() -> Iterator[None]:
                 with contextlib.suppress(ValueError):  # someone reset the filters meanwhile
                     warnings.filters.remove(_quiet_filter)
                 _quiet_filter = None
-        logger.removeFilter(drop)
+                if _quiet_saved is not None:
+                    _restore_logger_tree(_quiet_saved)
+                _quiet_saved = None
 
 
 @dataclass
@@ -149,15 +185,29 @@ def _image_module(path: Path, ds: Dataset, notes: list[str]) -> _Image:
         notes.append("no PhotometricInterpretation; assumed MONOCHROME2")
         photometric = "MONOCHROME2"
     if photometric not in _GREY or samples != 1:
+        # Only defined terms are named: the element is free text to a careless writer.
+        if photometric in PHOTOMETRIC_INTERPRETATIONS:
+            named = f"photometric interpretation {photometric}"
+        else:
+            named = "unrecognised photometric interpretation" if photometric else "photometric interpretation missing"
         raise UnsupportedImageError(
             path,
-            f"photometric interpretation {photometric or 'missing'} with {samples} sample(s) per pixel; "
+            f"{named} with {samples} sample(s) per pixel; "
             "xraystyle reads greyscale radiographs (MONOCHROME1/MONOCHROME2)",
         )
     frames = _int(path, ds, "NumberOfFrames", 1)
     if frames < 1:
         raise InputError(path, f"invalid NumberOfFrames {frames}")
     return _Image(rows, columns, bits_allocated, bits_stored, representation == 1, samples, photometric, frames)
+
+
+def _caused_by(exc: BaseException, kind: type) -> bool:
+    seen = 0
+    while exc is not None and seen < 20:
+        if isinstance(exc, kind):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 def _read_header(path: Path, fp: io.BufferedReader, allow_missing_preamble: bool) -> Dataset:
@@ -178,6 +228,10 @@ def _read_header(path: Path, fp: io.BufferedReader, allow_missing_preamble: bool
     except MemoryError:
         raise InputError(path, "DICOM header declares absurd lengths") from None
     except Exception as exc:  # pydicom raises many types on corrupt input; the user needs one line
+        # Depending on the stack depth the recursion limit can strike inside pydicom's item
+        # reader, which re-raises it as OSError("No tag to read ...").
+        if _caused_by(exc, RecursionError):
+            raise InputError(path, "DICOM sequences nested too deeply") from None
         raise InputError(path, f"unreadable DICOM header ({type(exc).__name__})") from None
     # pydicom keeps short values when the file ends early; a declared length beyond the end
     # of the file is a truncated header or a corrupt length.
@@ -308,6 +362,18 @@ def _text(hdr: Dataset, keyword: str) -> str | None:
     return None if value is None else str(value).strip() or None
 
 
+def _coded(hdr: Dataset, keyword: str, allowed: tuple[str, ...], notes: list[str], note: str | None) -> str | None:
+    """A coded element's value if it is a defined term (upper case), else None with ``note``.
+
+    The note never quotes the value: scanners and PACS put identifiers in such fields.
+    """
+    raw = _text(hdr, keyword)
+    value = coded(raw, allowed)
+    if raw is not None and value is None and note:
+        notes.append(note)
+    return value
+
+
 def _spacing(hdr: Dataset, notes: list[str]) -> tuple[float, float] | None:
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
         values = floats(hdr, keyword)
@@ -366,14 +432,19 @@ def read_dicom(
             view_position=_text(hdr, "ViewPosition"),
             window_center=floats(hdr, "WindowCenter"),
             window_width=floats(hdr, "WindowWidth"),
-            voi_lut_function=_text(hdr, "VOILUTFunction"),
+            # Coded fields: defined terms only (unknown VOI function / LUT shape noted by dicom_lut).
+            voi_lut_function=_coded(hdr, "VOILUTFunction", VOI_LUT_FUNCTIONS, notes, None),
             voi_applied=grey.voi_applied,
-            presentation_lut_shape=_text(hdr, "PresentationLUTShape"),
+            presentation_lut_shape=_coded(hdr, "PresentationLUTShape", PRESENTATION_LUT_SHAPES, notes, None),
             transfer_syntax=tsyntax.name,
-            body_part=_text(hdr, "BodyPartExamined"),
+            body_part=_coded(
+                hdr, "BodyPartExamined", BODY_PARTS, notes, "BodyPartExamined value not a defined term; dropped"
+            ),
             number_of_frames=image.frames,
             patient_age_years=_age_years(hdr),
-            burned_in_annotation=_text(hdr, "BurnedInAnnotation"),
+            burned_in_annotation=_coded(
+                hdr, "BurnedInAnnotation", BURNED_IN_ANNOTATION, notes, "unrecognised BurnedInAnnotation; dropped"
+            ),
             inverted=grey.inverted,
             valid_mask=valid_mask,
             notes=notes,

@@ -21,7 +21,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.pixels.processing import apply_modality_lut
 
-_WINDOW_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
+from .dicom_terms import PRESENTATION_LUT_SHAPES, VOI_LUT_FUNCTIONS, coded
 
 
 @dataclass
@@ -145,9 +145,10 @@ def _window(
             f"{max(len(centres), len(widths))} window presets in file; applied the first "
             f"(centre {centre:g}, width {width:g})"
         )
-    function = str(get(hdr, "VOILUTFunction") or "LINEAR").strip().upper()
-    if function not in _WINDOW_FUNCTIONS:
-        notes.append(f"unknown VOI LUT function {function!r}; used LINEAR")
+    raw = get(hdr, "VOILUTFunction")
+    function = coded(raw, VOI_LUT_FUNCTIONS) if raw is not None else "LINEAR"
+    if function is None:  # the value is never repeated: a free-text field can hold identifiers
+        notes.append("unrecognised VOILUTFunction; used LINEAR")
         function = "LINEAR"
     if width < 1 if function == "LINEAR" else width <= 0:
         notes.append(f"window width {width:g} is invalid for {function}; window not applied")
@@ -201,9 +202,10 @@ def to_monochrome2(
         if windowed is not None:
             arr, voi_applied = windowed, "window"
 
-    shape = str(get(hdr, "PresentationLUTShape") or "").strip().upper()
-    if shape not in ("", "IDENTITY", "INVERSE"):
-        notes.append(f"Presentation LUT Shape {shape!r} not understood; ignored")
+    raw = get(hdr, "PresentationLUTShape")
+    shape = coded(raw, PRESENTATION_LUT_SHAPES) or ""
+    if raw is not None and not shape:  # never quoted: see _window
+        notes.append("unrecognised PresentationLUTShape; ignored")
     if get(hdr, "PresentationLUTSequence"):
         notes.append("Presentation LUT Sequence ignored")
     # MONOCHROME1 (minimum = white) and INVERSE both mean "display inverted". The DX IOD

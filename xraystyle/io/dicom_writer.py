@@ -1,9 +1,9 @@
 """Derived (synthetic) DICOM output: Secondary Capture, de-identified by construction.
 
 The dataset is built from scratch, never from a copy of the source: the only values that come
-from a source DICOM are the technical ones handed in explicitly (Modality, ViewPosition,
-BodyPartExamined as validated code strings, and pixel spacing). So no identifier, date, UID or
-private tag of the source can reach the file.
+from a source DICOM are the technical ones handed in explicitly (Modality and ViewPosition as
+validated code strings, BodyPartExamined only as a PS3.16 defined term, pixel spacing). So no
+identifier, date, UID or private tag of the source can reach the file.
 
 Why Secondary Capture (1.2.840.10008.5.1.4.1.1.7) and not Digital X-Ray: the image was not
 acquired by an X-ray device, and the SC Equipment module's ConversionType has a defined term
@@ -27,10 +27,11 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
 from .. import __version__
 from ..errors import XrayStyleError
+from .dicom_terms import BODY_PARTS, coded
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 NOTICE = "SYNTHETIC - research use, not for diagnosis"
@@ -110,8 +111,9 @@ def build_derived_dataset(img: DerivedImage) -> Dataset:
     ds.SeriesInstanceUID = series_uid
     ds.SeriesNumber = 1
     ds.SeriesDescription = img.series_description[:64]
-    if img.body_part:
-        ds.BodyPartExamined = img.body_part
+    body_part = coded(img.body_part, BODY_PARTS)  # defined terms only, whatever the caller passes
+    if body_part:
+        ds.BodyPartExamined = body_part
     # SC Equipment
     ds.ConversionType = "SYN"
     ds.SecondaryCaptureDeviceManufacturer = "xraystyle"

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, UnsupportedImageError
-from ._common import DEFAULT_MAX_PIXELS
+from ._common import DEFAULT_MAX_PIXELS, check_pixel_values
 from .dicom import read_dicom
 from .meta import XrayMeta
 from .raster import JPEG_SIGNATURE, PNG_SIGNATURE, read_raster
@@ -84,6 +84,7 @@ def read_xray(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     allow_missing_preamble: bool = False,
     frame: int | None = None,
+    require_content: bool = True,
 ) -> tuple[np.ndarray, XrayMeta]:
     """Read one radiograph as a float32 2-D array, MONOCHROME2 (higher = brighter = denser).
 
@@ -94,8 +95,11 @@ def read_xray(
     accepts DICOM files without the 128-byte preamble and 'DICM' marker. ``frame`` picks one
     frame (0-based) of a multi-frame DICOM, which is refused without it.
 
-    Every unusable file raises an ``InputError`` subclass (``UnsupportedImageError``,
-    ``MissingDecoderError``) with a one-line reason.
+    Images without a finite pixel, or whose valid pixels are all equal, are refused; a few
+    NaN/infinite pixels are set to the minimum finite value and marked invalid in
+    ``meta.valid_mask`` (noted); ``require_content=False`` skips that check (segmentation masks,
+    which may rightly be empty). Every unusable file raises an ``InputError`` subclass
+    (``UnsupportedImageError``, ``MissingDecoderError``) with a one-line reason.
     """
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
         raise ValueError(f"max_pixels must be a positive integer, got {max_pixels!r}")
@@ -105,10 +109,15 @@ def read_xray(
     fmt = sniff_format(path)
     try:
         if fmt == "dicom":
-            return read_dicom(path, max_pixels=max_pixels, allow_missing_preamble=allow_missing_preamble, frame=frame)
-        if fmt in ("png", "jpeg"):
-            return read_raster(path, fmt, max_pixels=max_pixels, frame=frame)
-        return read_sitk(path, fmt, max_pixels=max_pixels, frame=frame)
+            arr, meta = read_dicom(
+                path, max_pixels=max_pixels, allow_missing_preamble=allow_missing_preamble, frame=frame
+            )
+        elif fmt in ("png", "jpeg"):
+            arr, meta = read_raster(path, fmt, max_pixels=max_pixels, frame=frame)
+        else:
+            arr, meta = read_sitk(path, fmt, max_pixels=max_pixels, frame=frame)
+        # One place for every format: no NaN/inf leaves the reader, and no blank image either.
+        return (check_pixel_values(path, arr, meta) if require_content else arr), meta
     except MemoryError:
         raise InputError(path, "not enough memory to read the image") from None
     except OSError as exc:  # the file vanished or became unreadable between sniffing and reading

@@ -5,7 +5,8 @@ anything else is refused with its size. The header is read first (``ReadImageInf
 so oversized or volumetric files are refused before their voxels are loaded.
 SimpleITK sizes are (x, y[, z]) while ``GetArrayFromImage`` returns (z, y, x): rows are y and
 columns are x. The direction matrix is not applied: pixels stay in stored index order, so
-nothing is ever flipped.
+nothing is ever flipped. A truncated NIfTI is refused by ``nifti.check_nifti_data`` before
+decoding (SimpleITK would zero-fill it; MHA and NRRD readers already fail on short data).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from ..errors import InputError, MissingDecoderError, UnsupportedImageError
 from ._common import check_pixel_count, check_single_frame, grey_from_channels
 from .meta import XrayMeta
+from .nifti import check_nifti_data, nifti_non_finite
 
 
 def read_sitk(path: Path, fmt: str, *, max_pixels: int, frame: int | None) -> tuple[np.ndarray, XrayMeta]:
@@ -41,6 +43,8 @@ def read_sitk(path: Path, fmt: str, *, max_pixels: int, frame: int | None) -> tu
         )
     columns, rows = size[0], size[1]
     check_pixel_count(path, rows, columns, max_pixels)
+    if fmt == "nifti":  # niftilib zero-fills missing voxels instead of failing: check the size first
+        check_nifti_data(path)
     try:
         image = reader.Execute()
         arr = sitk.GetArrayFromImage(image)
@@ -50,6 +54,13 @@ def read_sitk(path: Path, fmt: str, *, max_pixels: int, frame: int | None) -> tu
         raise UnsupportedImageError(path, "complex-valued pixels; not a radiograph")
     if len(size) == 3:
         arr = arr[0]  # (z=1, y, x) -> (y, x)
+    if fmt == "nifti" and arr.ndim == 2 and np.issubdtype(arr.dtype, np.floating):
+        # ITK's NIfTI reader zeroes NaN/inf voxels: restore them so read_xray's common check
+        # (check_pixel_values) treats them as for every other format.
+        bad = nifti_non_finite(path, arr.shape)
+        if bad is not None:
+            arr = arr.copy()
+            arr[bad] = np.nan
     integer = np.issubdtype(arr.dtype, np.integer)
     depth = arr.dtype.itemsize * 8 if integer else None
     signed = int(np.issubdtype(arr.dtype, np.signedinteger)) if integer else None

@@ -15,11 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..cohorts.vocabulary import NORMAL
 from ..errors import XrayStyleError
 from ..synthesis import ReferenceImage, SourceImage, synthesize
 from .provenance import generated_on, model_record, technical_metadata
-
-NORMAL = "normal"
 
 
 @dataclass
@@ -96,35 +95,6 @@ def select_findings(available: Sequence[str], requested: Sequence[str] | None, d
     return matched or list(available)
 
 
-def action_title(source_domain: str | None, target: str) -> str:
-    if source_domain is None:
-        return "to normal (no finding)" if target == NORMAL else f"to {target}"
-    if target == NORMAL:
-        return f"remove {source_domain}"
-    if source_domain == NORMAL:
-        return f"add {target}"
-    return f"replace {source_domain} with {target}"
-
-
-def _finding_edits(model, source_domain: str | None, source_set: torch.Tensor | None,
-                   notes: list[str]) -> tuple[list[tuple[str, str, str]], str | None]:
-    """Per finding: (target set text, title, finding), and the source's set as text (None when
-    some finding is unknown; those are taken as absent and named in ``notes``)."""
-    if source_set is None:
-        source_set = (model.target_label(source_domain) if source_domain is not None
-                      else torch.full((1, len(model.domains)), float("nan")))
-    base = source_set.float().reshape(1, -1)
-    unknown = [d for d, v in zip(model.domains, base[0].tolist()) if v != v]
-    if unknown:
-        notes.append(f"source findings unknown: {', '.join(unknown)} (taken as absent: the report adds them)")
-    edits = []
-    for name, value in zip(model.domains, base[0].tolist()):
-        has = value == 1.0
-        y = model.finding_set([] if has else [name], base=base, absent=[name] if has else [])
-        edits.append((model.set_text(y), f"{'remove' if has else 'add'} {name}", name))
-    return edits, None if unknown else model.set_text(base)
-
-
 def _predict(classifier, images: list[np.ndarray]) -> np.ndarray:
     x = torch.as_tensor(np.stack(images), dtype=torch.float32)[:, None]
     with torch.no_grad():
@@ -144,13 +114,8 @@ def build_report(model, source: SourceImage, *, source_domain: str | None = None
     if n_styles < 1:
         raise XrayStyleError(f"--n-styles must be at least 1, got {n_styles}")
     notes: list[str] = []
-    if model.multi_label:
-        targets, source_domain = _finding_edits(model, source_domain, source_set, notes)
-    else:
-        if source_domain is not None:
-            model.domain_index(source_domain)
-        targets = [(d, action_title(source_domain, d), None) for d in model.domains if d != source_domain]
-    target_names = {t for t, _title, _edited in targets}
+    targets, source_domain = model.labels.counterfactuals(source_domain, source_set, notes)
+    target_names = {t.target for t in targets}
     for ref in references:
         if ref.domain == source_domain:
             notes.append(f"a reference of the source's own domain ({ref.domain}) was not used")
@@ -162,7 +127,8 @@ def build_report(model, source: SourceImage, *, source_domain: str | None = None
         valid = np.ones_like(valid)
 
     sections = []
-    for target, title, edited in targets:
+    for cf in targets:
+        target, title, edited = cf.target, cf.title, cf.edited
         panels = [Panel(f"z{r.style_index}", "latent", r.image[0].numpy().astype(np.float64), None)
                   for r in synthesize(model, [source], target=target, n_styles=n_styles, seed=seed,
                                       batch_size=batch_size)]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..atomic import atomic_write
+from ..csvsafe import neutralise
 from ..errors import XrayStyleError
 from .provenance import SYNTHETIC_NOTICE, code_string, result_record
 
@@ -124,13 +125,7 @@ def png_bytes(pixels16: np.ndarray, description: str) -> bytes:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, data, durable=False)  # outputs: a partial file never appears, no fsync needed
 
 
 def derivation_text(result, model_info: dict[str, Any]) -> str:
@@ -200,11 +195,15 @@ def write_index(rows: Iterable[dict[str, Any]], out_dir: Path, keep_source_names
     """``index.csv``: one row per output; the ``source`` column (input path as given) only with
     ``keep_source_names``."""
     columns = list(INDEX_COLUMNS) + (["source"] if keep_source_names else [])
+    # Input paths are user text: a name like =HYPERLINK(...) must not run in a spreadsheet.
+    cells = [{k: ("" if row.get(k) is None else neutralise(row.get(k))) for k in columns} for row in rows]
+    # Python < 3.12 leaves a bare CR unquoted with LF line ends, which splits the row for readers.
+    has_cr = any(isinstance(v, str) and "\r" in v for row in cells for v in row.values())
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n",
+                            quoting=csv.QUOTE_ALL if has_cr else csv.QUOTE_MINIMAL)
     writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+    writer.writerows(cells)
     path = Path(out_dir) / "index.csv"
     _atomic_write(path, buffer.getvalue().encode("utf-8"))
     return path

@@ -1,5 +1,8 @@
 """Report figures: display images with a burned-in SYNTHETIC mark, difference and variability
-maps, colour bars and the classifier chart (matplotlib, Agg backend), and the optional PDF.
+maps, colour bars and the classifier chart, and the optional PDF.
+
+Figures use matplotlib's object API (``Figure`` with an Agg canvas), never pyplot: importing or
+using this module leaves the user's backend (a notebook's, say) as it was.
 
 Model outputs are small (32-256 px), so display images are enlarged by an integer factor with
 nearest-neighbour sampling: every model pixel stays a sharp square, nothing is invented by
@@ -15,12 +18,13 @@ import math
 from functools import lru_cache
 
 import matplotlib
-
-matplotlib.use("Agg")  # no display: figures are rendered to PNG bytes
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib import colormaps  # noqa: E402
-from PIL import Image, ImageDraw, ImageFont  # noqa: E402
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize, to_hex
+from matplotlib.figure import Figure
+from PIL import Image, ImageDraw, ImageFont
 
 DISPLAY_TARGET = 192  # enlarge small model outputs to at least this many pixels
 DIFF_CMAP = "RdBu_r"  # red: brighter (denser) in the counterfactual, blue: darker
@@ -102,10 +106,16 @@ def png(rgb: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _figure_png(fig) -> bytes:
+def new_figure(**kwargs) -> Figure:
+    """A figure on its own Agg canvas: no pyplot, no global figure registry to close."""
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _figure_png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
     return buffer.getvalue()
 
 
@@ -115,11 +125,10 @@ def colorbar_png(vmin: float, vmax: float, cmap: str, label: str, end_labels: tu
     units, optional words at the low and high ends; ``extend`` ("both", "max") draws the
     arrow ends that say values beyond the scale are shown in the end colour."""
     h = max(height_px, 120) / 100
-    fig = plt.figure(figsize=(1.25, h))
+    fig = new_figure(figsize=(1.25, h))
     top, bottom = 1 - 0.22 / h, 0.22 / h
     ax = fig.add_axes((0.12, bottom, 0.16, top - bottom))
-    norm = matplotlib.colors.Normalize(vmin=vmin, vmax=vmax)
-    cb = fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), cax=ax, orientation="vertical",
+    cb = fig.colorbar(ScalarMappable(norm=Normalize(vmin=vmin, vmax=vmax), cmap=cmap), cax=ax, orientation="vertical",
                       extend=extend)
     cb.set_label(label, fontsize=8, labelpad=3)
     cb.ax.tick_params(labelsize=8)
@@ -143,9 +152,9 @@ def _bar_colours(labels: list[str]) -> list[str]:
         if lb == "source":
             out.append(BAR_COLOURS["source"])
         elif lb in latent:
-            out.append(matplotlib.colors.to_hex(blues[latent.index(lb)]))
+            out.append(to_hex(blues[latent.index(lb)]))
         else:
-            out.append(matplotlib.colors.to_hex(oranges[refs.index(lb)]))
+            out.append(to_hex(oranges[refs.index(lb)]))
     return out
 
 
@@ -168,7 +177,8 @@ def _bars(ax, findings: list[str], series: list[tuple[str, list[float]]], title:
 def probability_chart_png(findings: list[str], series: list[tuple[str, list[float]]], title: str) -> bytes:
     """Grouped bars: per finding, the classifier probability of the source and each
     counterfactual (``series`` = [(label, probabilities in ``findings`` order)])."""
-    fig, ax = plt.subplots(figsize=(max(4.6, 1.1 * len(findings) * max(1.0, len(series) * 0.3) + 2.4), 2.9))
+    fig = new_figure(figsize=(max(4.6, 1.1 * len(findings) * max(1.0, len(series) * 0.3) + 2.4), 2.9))
+    ax = fig.subplots()
     _bars(ax, findings, series, title)
     fig.tight_layout()
     return _figure_png(fig)
@@ -183,7 +193,7 @@ def pdf_figures(report):
     lim = report.diff_limit * 50
     for section in report.sections:
         cols = 1 + len(section.panels)
-        fig = plt.figure(figsize=(max(8.3, 2.0 * cols), 8.6))
+        fig = new_figure(figsize=(max(8.3, 2.0 * cols), 8.6))
         grid = fig.add_gridspec(3, cols, height_ratios=[1.15, 1, 1], hspace=0.35, wspace=0.08,
                                 left=0.04, right=0.88, top=0.88, bottom=0.06)
         fig.suptitle(f"{SYNTHETIC_NOTICE}\n{section.title} (target domain {section.target})", fontsize=10,
@@ -216,7 +226,7 @@ def pdf_figures(report):
                 ax.set_xticks([])
                 ax.set_yticks([])
         yield fig
-    fig = plt.figure(figsize=(8.3, 11.7))
+    fig = new_figure(figsize=(8.3, 11.7))
     fig.text(0.05, 0.95, "Provenance", fontsize=14, weight="bold", va="top")
     fig.text(0.05, 0.92, SYNTHETIC_NOTICE, fontsize=10, color="#7a4500", va="top")
     y = 0.88
@@ -240,11 +250,10 @@ def write_pdf(report, path) -> None:
     level = fm_log.level
     fm_log.setLevel(logging.ERROR)
     try:
-        with plt.rc_context({"pdf.use14corefonts": True, "axes.unicode_minus": False}), \
+        with matplotlib.rc_context({"pdf.use14corefonts": True, "axes.unicode_minus": False}), \
                 PdfPages(path, metadata={"Title": "xraystyle counterfactual report", "Creator": "xraystyle",
                                          "Producer": "xraystyle", "CreationDate": None, "ModDate": None}) as pdf:
             for fig in pdf_figures(report):
                 pdf.savefig(fig)
-                plt.close(fig)
     finally:
         fm_log.setLevel(level)

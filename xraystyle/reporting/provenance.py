@@ -37,10 +37,10 @@ def model_record(model) -> dict[str, Any]:
     """What identifies a trained model: checkpoint and config hashes, step, domains."""
     return {
         "checkpoint_sha256": model.checkpoint_sha256,
-        "config_sha256": config_sha256(getattr(model, "config_dict", None) or model.cfg),
+        "config_sha256": config_sha256(model.config_dict or model.args.to_dict()),
         "step": int(model.step),
         "domains": list(model.domains),
-        "img_size": int(model.cfg.model.img_size),
+        "img_size": int(model.size),
         "xraystyle_version": __version__,
     }
 

@@ -12,10 +12,14 @@ support the double backward, and R1 stays exact); its other passes are compiled.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,9 @@ class Accel:
 
 
 def resolve_device(name: str) -> torch.device:
+    # the CPU thread policy in effect (xraystyle/runtime.py), for `-v` runs and bug reports
+    log.info("%d CPU threads (%s)", torch.get_num_threads(), ", ".join(
+        f"{k}={os.environ.get(k, 'unset')}" for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")))
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():

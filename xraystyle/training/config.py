@@ -8,11 +8,14 @@ from typing import Any
 
 import torch
 
+from ..cohorts.vocabulary import NORMAL
 from ..config import check, from_dict, load_yaml, to_dict
-from ..errors import ConfigError
 from ..data.sampling import TARGET_POLICIES
+from ..errors import ConfigError
+from ..models.args import ModelArgs
 from ..models.conditioning import is_set_conditioning
 from ..models.config import ModelConfig
+from ..models.labels import LabelSpace
 from ..transforms.config import AugmentConfig, PreprocessConfig
 from .losses import LossConfig
 from .physics import PhysicsConfig
@@ -92,7 +95,7 @@ class EvalConfig:
 
 @dataclass
 class RunConfig:
-    domains: list[str] = field(default_factory=lambda: ["normal", "effusion"])
+    domains: list[str] = field(default_factory=lambda: [NORMAL, "effusion"])
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     physics: PhysicsConfig = field(default_factory=PhysicsConfig)
@@ -105,7 +108,7 @@ class RunConfig:
         multi = self.multi_label
         if multi:
             check(len(self.domains) >= 1, "domains", "name at least one finding")
-            check("normal" not in self.domains, "domains",
+            check(NORMAL not in self.domains, "domains",
                   "multi-label runs name findings only: 'normal' is the empty set")
             check(self.eval.every == 0, "eval.every", "periodic evaluation supports single-domain runs only")
         else:
@@ -127,17 +130,19 @@ class RunConfig:
         """True when labels are finding sets (``model.conditioning`` set-*), not domain indices."""
         return is_set_conditioning(self.model.conditioning)
 
+    @property
+    def labels(self) -> LabelSpace:
+        """Domains or finding sets, as ``model.conditioning`` says (models/labels.py)."""
+        return self.model_args.labels
+
+    @property
+    def model_args(self) -> ModelArgs:
+        """What inference needs (saved in every checkpoint; see models/args.py)."""
+        return ModelArgs.from_run(self)
+
     def fixed_style_rows(self, y: torch.Tensor) -> torch.Tensor | None:
-        """Bool (B,) mask of labels whose style is the deterministic normal one, or None when
-        every target has sampled styles (``model.normal_style: sampled``, or a single-domain run
-        without a "normal" domain). A set with an unknown finding is not the empty set."""
-        if self.model.normal_style != "fixed":
-            return None
-        if self.multi_label:
-            return (y == 0).all(dim=1)
-        if "normal" not in self.domains:  # e.g. effusion <-> cardiomegaly: every domain keeps its diversity
-            return None
-        return y == self.domains.index("normal")
+        """Bool (B,) mask of labels whose style is the deterministic normal one (ModelArgs)."""
+        return self.model_args.fixed_style_rows(y)
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..synthesis import translate_latent, translate_reference
+from ..models.translate import translate_latent, translate_reference
 
 
 def _tile(rows: list[list[torch.Tensor | None]], pad: int = 2) -> np.ndarray:

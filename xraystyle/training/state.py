@@ -3,7 +3,7 @@ building, saving and restoring them)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -23,7 +23,6 @@ class TrainState:
     ema: nn.ModuleDict
     optims: dict[str, torch.optim.Optimizer]
     step: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..data.fetcher import Batch, step_generator
+from ..streams import Stream
 from .accel import Accel
 from .config import RunConfig
 from .ema import ema_update
@@ -62,7 +63,7 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
     # In-step physics draws are a pure function of (seed, step) too: resume stays exact.
     phys = None
     if cfg.physics.active:
-        phys = PhysicsAug(cfg.physics, step_generator(cfg.train.seed, step, 2, accel.device), rank, world)
+        phys = PhysicsAug(cfg.physics, step_generator(cfg.train.seed, step, Stream.STEP_PHYSICS, accel.device), rank, world)
     fixed = {name: cfg.fixed_style_rows(y) for name, y in
              (("org", y_org), ("latent", y_trg), ("ref", batch.y_ref))}
 

@@ -6,6 +6,7 @@ them together, watches for stop signals and non-finite losses, and writes the ru
 
     RUN_DIR/config.yaml      resolved config       RUN_DIR/stats.jsonl  one line per logged step
     RUN_DIR/samples/*.png    sample grids          RUN_DIR/checkpoints/ snapshots + index.json
+    RUN_DIR/.lock            held (flock) by the one process training into the folder
 """
 
 from __future__ import annotations
@@ -24,16 +25,19 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from ..atomic import atomic_write
 from ..config import from_dict, to_dict
 from ..data.cache import build_tensor_cache
 from ..data.fetcher import BatchFetcher, iterate_batches
-from ..data.sampling import BalancedStepSampler, SetStepSampler
 from ..errors import CheckpointError, ConfigError, TrainingError
+from ..runtime import training_threads
+from ..streams import Stream
 from .accel import Accel, forward_nets
-from .checkpoint import load_latest, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import load_latest, remove_scratch, rng_state, save_checkpoint, set_rng_state
 from .config import RunConfig, config_diff
 from .distributed import DistInfo, barrier, broadcast_flag, make_grad_sync
 from .losses import lambda_ds_at
+from .runlock import RunLock
 from .samples import sample_grids, write_grids
 from .state import TrainState, build_state
 from .step import train_step
@@ -58,12 +62,8 @@ def prepare_data(cfg: RunConfig, manifest, cache_dir: Path, info: DistInfo, prog
     """Select the split, label rows (domains or finding sets), and load/build the tensor cache."""
     if cfg.data.split != "all":
         manifest = manifest.subset(split=cfg.data.split)
-    if cfg.multi_label:
-        labels = manifest.finding_matrix(list(cfg.domains)).astype(np.float32)
-        usable = np.ones(len(labels), bool)
-    else:
-        labels = np.asarray(manifest.domain_labels(list(cfg.domains)), dtype=np.int64)
-        usable = labels >= 0
+    space = cfg.labels
+    labels, usable = space.from_manifest(manifest)
     if info.is_main:
         cache = build_tensor_cache(manifest, cfg.data.preprocess, cache_dir, workers=cfg.data.workers,
                                    max_bad_fraction=cfg.data.max_bad_fraction, progress=progress)
@@ -72,26 +72,20 @@ def prepare_data(cfg: RunConfig, manifest, cache_dir: Path, info: DistInfo, prog
         cache = build_tensor_cache(manifest, cfg.data.preprocess, cache_dir, progress=False,
                                    max_bad_fraction=cfg.data.max_bad_fraction)
     usable &= cache.ok
-    if cfg.multi_label:
-        counts = np.nansum(labels[usable] == 1.0, axis=0).astype(int)
-    else:
-        counts = np.bincount(labels[usable], minlength=len(cfg.domains))
+    counts = space.counts(labels, usable)
     empty = [d for d, c in zip(cfg.domains, counts) if c == 0]
     if empty:
-        what = "positive" if cfg.multi_label else "usable"
+        what = "positive" if space.noun == "finding" else "usable"
         raise TrainingError(f"{manifest.path}: no {what} {cfg.data.split} images for "
-                            f"{'finding' if cfg.multi_label else 'domain'}(s) {', '.join(empty)}")
+                            f"{space.noun}(s) {', '.join(empty)}")
     log.info("training images per label: %s", dict(zip(cfg.domains, counts.tolist())))
     return TrainData(cache.images, labels, usable, manifest.content_hash())
 
 
 def make_sampler(cfg: RunConfig, data: TrainData):
     t = cfg.train
-    if cfg.multi_label:
-        holdout = np.array([[d in combo for d in cfg.domains] for combo in cfg.data.holdout_combinations],
-                           dtype=bool).reshape(-1, len(cfg.domains))
-        return SetStepSampler(data.labels, data.usable, t.batch_size, t.seed, t.target_policy, holdout)
-    return BalancedStepSampler(np.where(data.usable, data.labels, -1), len(cfg.domains), t.batch_size, t.seed)
+    return cfg.labels.sampler(data.labels, data.usable, t.batch_size, t.seed, t.target_policy,
+                              cfg.data.holdout_combinations)
 
 
 @dataclass
@@ -127,37 +121,68 @@ class StopSignal:
                 signal.signal(s, h)
 
 
-def _restore(state: TrainState, cfg: RunConfig, run_dir: Path, manifest_hash: str) -> None:
+def _restore(state: TrainState, cfg: RunConfig, run_dir: Path, manifest_hash: str) -> dict[str, Any]:
+    """Load the latest verified snapshot into ``state`` (and the global RNGs); returns its payload."""
     found = load_latest(run_dir)
     if found is None:
         raise CheckpointError(run_dir, "--resume given but the run folder has no readable checkpoint")
     payload, path = found
     # Fill keys that a checkpoint from an older version lacks with their defaults before diffing.
-    saved = to_dict(from_dict(RunConfig, payload["config"]))
+    try:
+        saved = to_dict(from_dict(RunConfig, payload["config"]))
+    except (KeyError, TypeError, ValueError, ConfigError) as exc:
+        raise CheckpointError(path, f"checkpoint holds no usable config ({str(exc).splitlines()[0][:120]})") from None
     diff = [k for k in config_diff(saved, to_dict(cfg)) if k not in RESUMABLE_KEYS]
     if diff:
         raise ConfigError(f"{path}: cannot resume with a different config; differing keys: {', '.join(diff)}")
     if payload.get("manifest_hash") != manifest_hash:
         raise CheckpointError(path, "the cohort manifest changed since this checkpoint was written")
-    state.load_state_dict(payload["state"])
-    set_rng_state(payload["rng"])
+    try:
+        state.load_state_dict(payload["state"])
+        set_rng_state(payload["rng"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(path, f"checkpoint holds no usable training state "
+                                    f"({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})") from None
     log.info("resumed from %s at step %d", path.name, state.step)
+    return payload
 
 
-def sample_targets(cfg: RunConfig) -> list[np.ndarray]:
-    """Grid columns: each domain, or (multi-label) the empty set and each single finding."""
-    if not cfg.multi_label:
-        return [np.array([d], dtype=np.int64) for d in range(len(cfg.domains))]
-    eye = np.eye(len(cfg.domains), dtype=np.float32)
-    return [np.zeros((1, len(cfg.domains)), np.float32)] + [eye[k:k + 1] for k in range(len(cfg.domains))]
+def _trim_stats(run_dir: Path, step: int) -> None:
+    """Keep the stats.jsonl records of steps <= ``step`` (where training continues), so that steps
+    logged after the last checkpoint of a killed run are not logged twice. Malformed lines (a line
+    cut by the kill, say) are dropped too. Rewritten atomically, only when something changes."""
+    path, tmp = run_dir / "stats.jsonl", run_dir / ".stats.jsonl.tmp"
+    try:
+        tmp.unlink(missing_ok=True)  # left by a run killed in here
+        lines = path.read_bytes().decode("utf-8", "replace").splitlines()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise TrainingError(f"{path}: cannot read the stats log ({exc.strerror or exc})") from None
+    keep = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        s = record.get("step") if isinstance(record, dict) else None
+        if isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= step:
+            keep.append(line + "\n")
+    if len(keep) == len(lines):
+        return
+    try:
+        atomic_write(path, "".join(keep).encode("utf-8"), tmp=tmp)
+    except OSError as exc:
+        raise TrainingError(f"{path}: cannot rewrite the stats log ({exc.strerror or exc})") from None
+    log.info("stats.jsonl: dropped %d record(s) after step %d or malformed", len(lines) - len(keep), step)
 
 
 def _fixed_sample_inputs(data: TrainData, cfg: RunConfig, device: torch.device):
     """The same sources, targets, references and latent codes for every grid of a run."""
-    rng = np.random.default_rng([cfg.train.seed, 2**31 - 1])
+    rng = np.random.default_rng([cfg.train.seed, Stream.SAMPLE_GRID])
     usable = np.flatnonzero(data.usable)
     src = np.sort(rng.choice(usable, size=min(cfg.train.n_samples, len(usable)), replace=False))
-    targets = sample_targets(cfg)
+    targets = cfg.labels.grid_targets()
     refs = []
     for y in targets:
         match = (data.labels[usable] == y).reshape(len(usable), -1).all(1)  # exact label, all known
@@ -186,19 +211,38 @@ def _periodic_eval(cfg: RunConfig, manifest, state: TrainState, cache_dir: Path)
 
 def training_loop(cfg: RunConfig, run_dir: Path, manifest, *, cache_dir: Path, accel: Accel,
                   resume: bool = False, info: DistInfo = DistInfo(), progress: bool = True) -> "TrainResult":
-    """Train to ``cfg.train.iters`` total steps (or until SIGINT/SIGTERM)."""
+    """Train to ``cfg.train.iters`` total steps (or until SIGINT/SIGTERM).
+
+    The main rank holds the run folder's lock (runlock.py) from before its first write to the end:
+    a second run on the same folder is refused instead of interleaving files with this one."""
     run_dir = Path(run_dir)
-    if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+    if not info.is_main:
+        return _train(cfg, run_dir, manifest, cache_dir=cache_dir, accel=accel, resume=resume, info=info,
+                      progress=progress)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(run_dir):
+        return _train(cfg, run_dir, manifest, cache_dir=cache_dir, accel=accel, resume=resume, info=info,
+                      progress=progress)
+
+
+def _train(cfg: RunConfig, run_dir: Path, manifest, *, cache_dir: Path, accel: Accel, resume: bool,
+           info: DistInfo, progress: bool) -> "TrainResult":
+    if info.is_main:  # holding the lock
+        remove_scratch(run_dir / "checkpoints")
         if not resume and any((run_dir / "checkpoints").glob("step_*.pt")):
             raise ConfigError(f"{run_dir}: run folder already has checkpoints; pass --resume or another --out")
     data = prepare_data(cfg, manifest, cache_dir, info, progress and info.is_main)
     accel.configure_backends()
 
     state = build_state(cfg, accel, seed=cfg.train.seed)
-    if resume:
-        _restore(state, cfg, run_dir, data.manifest_hash)
+    saved = _restore(state, cfg, run_dir, data.manifest_hash) if resume else {}
+    if accel.device.type == "cpu":
+        threads = training_threads(saved.get("cpu_threads"))
+        if threads is not None:
+            torch.set_num_threads(threads)
+            log.info("training with %d CPU thread(s)%s", threads, " (as the run was started)" if saved else "")
     if info.is_main:
+        _trim_stats(run_dir, state.step)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     fwd = forward_nets(state.nets, accel)
     fetch = BatchFetcher(data.images, make_sampler(cfg, data), cfg.model.latent_dim, cfg.train.seed,
@@ -222,8 +266,9 @@ def training_loop(cfg: RunConfig, run_dir: Path, manifest, *, cache_dir: Path, a
             return None
         payload: dict[str, Any] = {
             "state": state.state_dict(), "config": to_dict(cfg), "step": state.step,
-            "rng": rng_state(), "manifest_hash": data.manifest_hash, "domains": list(cfg.domains),
-            "sampler": {"kind": "step-indexed", "seed": t.seed, "next_step": state.step},
+            "rng": rng_state(), "manifest_hash": data.manifest_hash,
+            "model_args": cfg.model_args.to_dict(),  # what synthesis rebuilds from (models/args.py)
+            "cpu_threads": torch.get_num_threads(),  # a resumed CLI run keeps it (runtime.training_threads)
         }
         return save_checkpoint(run_dir, state.step, payload, keep=t.keep_ckpts)
 
@@ -248,7 +293,7 @@ def training_loop(cfg: RunConfig, run_dir: Path, manifest, *, cache_dir: Path, a
         return out
 
     with stopper.installed():
-        for step, batch in iterate_batches(fetch, start, stop, accel.device, prefetch=accel.prefetch):
+        for _step, batch in iterate_batches(fetch, start, stop, accel.device, prefetch=accel.prefetch):
             pending_steps.append(state.step)
             pending.append(train_step(state, fwd, batch, cfg, accel, grad_sync, info.rank, info.world))
             done = state.step

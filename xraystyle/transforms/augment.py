@@ -22,8 +22,8 @@ import torch
 from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import MAX_SEED
 
-from .config import AugmentConfig
 from ._types import Array, as_mask, as_tensor, like
+from .config import AugmentConfig
 from .physics import IDENTITY, PARAM_NAMES, apply_physics
 
 Range = tuple[float, float]

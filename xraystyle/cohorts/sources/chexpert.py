@@ -11,7 +11,16 @@ from __future__ import annotations
 import pandas as pd
 
 from ...errors import ManifestError
-from ._common import SourceOptions, label_column, norm_sex, norm_view, read_tables, refuse, require_csv, uncertain_policy
+from ._common import (
+    SourceOptions,
+    label_column,
+    norm_sex,
+    norm_view,
+    read_tables,
+    refuse,
+    require_csv,
+    uncertain_policy,
+)
 
 # Shared with MIMIC-CXR, whose labels come from the same CheXpert labeller.
 LABELS = {

@@ -14,7 +14,17 @@ import logging
 import pandas as pd
 
 from ...errors import ConfigError, ManifestError
-from ._common import FRONTAL_VIEWS, SourceOptions, id_strings, label_column, norm_view, read_table, read_tables, require_csv, uncertain_policy
+from ._common import (
+    FRONTAL_VIEWS,
+    SourceOptions,
+    id_strings,
+    label_column,
+    norm_view,
+    read_table,
+    read_tables,
+    require_csv,
+    uncertain_policy,
+)
 from .chexpert import LABELS
 
 log = logging.getLogger(__name__)

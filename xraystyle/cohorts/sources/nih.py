@@ -11,7 +11,17 @@ import numpy as np
 import pandas as pd
 
 from ...errors import ManifestError
-from ._common import FRONTAL_VIEWS, SourceOptions, id_strings, indicator, norm_sex, norm_view, read_tables, refuse, require_csv
+from ._common import (
+    FRONTAL_VIEWS,
+    SourceOptions,
+    id_strings,
+    indicator,
+    norm_sex,
+    norm_view,
+    read_tables,
+    refuse,
+    require_csv,
+)
 
 LABELS = {
     "Atelectasis": "atelectasis",

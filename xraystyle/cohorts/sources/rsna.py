@@ -14,7 +14,17 @@ import numpy as np
 import pandas as pd
 
 from ...errors import ManifestError
-from ._common import FRONTAL_VIEWS, SourceOptions, id_strings, norm_sex, norm_view, read_table, read_tables, refuse, require_csv
+from ._common import (
+    FRONTAL_VIEWS,
+    SourceOptions,
+    id_strings,
+    norm_sex,
+    norm_view,
+    read_table,
+    read_tables,
+    refuse,
+    require_csv,
+)
 
 WHAT = "RSNA stage_2_train_labels.csv"
 WHAT_META = "CSV of DICOM headers with PatientID and ViewPosition"

@@ -15,7 +15,7 @@ from PIL import Image
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from .phantom_physics import FIELD_OF_VIEW_MM
+from .physics import FIELD_OF_VIEW_MM
 
 DX_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
 

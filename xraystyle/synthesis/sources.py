@@ -1,49 +1,32 @@
-"""Latent- and reference-guided translation with (EMA) networks, and batch synthesis over files.
+"""Inputs of synthesis: the images a user names (files, folders, manifests), loaded and
+preprocessed exactly as the model saw images in training.
 
-Images are [-1, 1] tensors [B, C, H, W]; ``y_trg`` is whatever the conditioning takes
-(domain indices for single-domain models).
-
-:func:`synthesize` is the library behind ``xraystyle synth``, the reports and evaluation: it
-takes loaded :class:`SourceImage` objects and yields one :class:`SynthResult` per output. Sources
-are named by a hash of their pixels, never by their file name or DICOM tags (either can hold a
-patient identifier); the path a user gave is kept on the object only for the caller's opt-in
-index (``--keep-source-names``).
+Sources are named by a hash of their pixels, never by their file name or DICOM tags (either can
+hold a patient identifier); the path a user gave is kept on the object only for the caller's
+opt-in index (``--keep-source-names``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from tqdm import tqdm
 
-from .errors import InputError, XrayStyleError
-from .models.style import style_code
+from ..cohorts.vocabulary import NORMAL
+from ..errors import InputError, XrayStyleError
 
 # Files never tried as images when a folder is given: sidecars and notes that sit beside scans.
 _NOT_IMAGES = frozenset({".csv", ".json", ".txt", ".md", ".yaml", ".yml", ".html", ".htm", ".pdf", ".xml",
                          ".log", ".py", ".zip", ".gz", ".tar"})
 _MANIFEST_SUFFIXES = (".csv",)
-
-
-@torch.no_grad()
-def translate_latent(nets: Mapping[str, nn.Module], x_src: torch.Tensor, y_trg: torch.Tensor,
-                     z_trg: torch.Tensor, fixed: torch.Tensor | None = None) -> torch.Tensor:
-    """G(x_src, F(z_trg, y_trg)); rows in ``fixed`` use the deterministic style (models/style.py)."""
-    return nets["G"](x_src, style_code(nets, y_trg, z=z_trg, fixed=fixed)).clamp(-1, 1)
-
-
-@torch.no_grad()
-def translate_reference(nets: Mapping[str, nn.Module], x_src: torch.Tensor, x_ref: torch.Tensor,
-                        y_trg: torch.Tensor, fixed: torch.Tensor | None = None) -> torch.Tensor:
-    """G(x_src, E(x_ref, y_trg)); rows in ``fixed`` use the deterministic style (models/style.py)."""
-    return nets["G"](x_src, style_code(nets, y_trg, x_ref=x_ref, fixed=fixed)).clamp(-1, 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,13 +115,13 @@ def list_sources(src: str | os.PathLike, domains: Sequence[str] | None = None) -
 def manifest_sources(path: str | os.PathLike, domains: Sequence[str] | None = None,
                      split: str | None = None, limit: int | None = None) -> list[SourceSpec]:
     """The rows of a manifest as sources (``split`` filters, ``limit`` keeps the first rows)."""
-    from .cohorts.manifest import load_manifest
+    from ..cohorts.manifest import load_manifest
 
     manifest = load_manifest(path).subset(split)
     if limit is not None:
         manifest.df = manifest.df.iloc[:limit]
     labels = _manifest_domains(manifest, domains)
-    named = [d for d in (domains or []) if d != "normal"]
+    named = [d for d in (domains or []) if d != NORMAL]
     values = np.full((len(manifest.df), len(named)), np.nan)  # a finding without a column stays unknown
     for j, d in enumerate(named):
         if d in manifest.df.columns:
@@ -156,7 +139,7 @@ def manifest_sources(path: str | os.PathLike, domains: Sequence[str] | None = No
 def _manifest_domains(manifest, domains: Sequence[str] | None) -> np.ndarray:
     if domains is None:
         return np.full(len(manifest.df), -1)
-    named = [d for d in domains if d != "normal"]
+    named = [d for d in domains if d != NORMAL]
     if not all(d in manifest.df.columns for d in named):  # no such labels: domains unknown
         return np.full(len(manifest.df), -1)
     return manifest.domain_labels(list(domains))
@@ -168,8 +151,8 @@ def load_source(spec: SourceSpec | str | os.PathLike, preprocess_cfg) -> SourceI
     Raises the reader's ``InputError`` (whose message names the path: callers that must not
     show paths report ``exc.reason``).
     """
-    from .io import read_xray
-    from .transforms import preprocess_array
+    from ..io import read_xray
+    from ..transforms import preprocess_array
 
     if not isinstance(spec, SourceSpec):
         spec = SourceSpec(Path(spec), str(spec), 1)
@@ -192,11 +175,9 @@ def load_source(spec: SourceSpec | str | os.PathLike, preprocess_cfg) -> SourceI
 def load_reference(path: str | os.PathLike, domain: str, model) -> ReferenceImage:
     """A reference image of ``domain`` (checked against the model). Errors say "reference
     image" rather than the path, which may carry an identifier."""
-    label = model.target_label(domain)
-    if model.multi_label:  # one spelling per set ("nodule+effusion" -> "effusion+nodule")
-        domain = model.set_text(label)
+    domain = model.labels.text(model.labels.parse(domain))  # one spelling per set (b+a -> a+b)
     try:
-        src = load_source(path, model.cfg.data.preprocess)
+        src = load_source(path, model.preprocess)
     except InputError as exc:
         raise XrayStyleError(f"reference image: {exc.reason}") from None
     return ReferenceImage(src.image, domain, src.sha256)
@@ -222,86 +203,35 @@ def reference_domain_from_manifest(reference: str | os.PathLike, manifest_path: 
 
 
 @dataclass
-class SynthResult:
-    """One synthetic image: ``image`` (1, S, S) in [-1, 1] on the CPU."""
+class LoadLog:
+    """What :func:`load_sources` skipped, each line naming the input by position only."""
 
-    source: SourceImage
-    target: str
-    mode: str  # "latent" | "reference"
-    style_index: int  # k of the k-th latent style; the reference's position for reference mode
-    image: torch.Tensor
-    seed: int | None  # latent mode only
-    reference_sha256: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        """File stem free of identifiers: source pixel hash, target, style."""
-        style = f"z{self.style_index}" if self.mode == "latent" else f"ref-{self.reference_sha256[:8]}"
-        return f"src-{self.source.short_hash}_to-{self.target}_{style}"
+    failures: list[str] = field(default_factory=list)  # unreadable: "input 3 of 5: reason"
+    duplicates: list[str] = field(default_factory=list)  # "input 4 of 5: same pixels as input 1; skipped"
+    loaded: int = 0
 
 
-def style_latents(seed: int, n_styles: int, latent_dim: int) -> torch.Tensor:
-    """(n_styles, latent_dim) normal latents; row k depends only on (seed, k), so the k-th
-    style is the same whatever ``n_styles`` and whichever source it is applied to."""
-    if n_styles < 1:
-        raise XrayStyleError(f"--n-styles must be at least 1, got {n_styles}")
-    rows = [np.random.default_rng([int(seed), k]).standard_normal(latent_dim) for k in range(n_styles)]
-    return torch.as_tensor(np.stack(rows), dtype=torch.float32)
-
-
-def _labels(label: torch.Tensor, n: int, device: torch.device) -> torch.Tensor:
-    """``label`` (a batch of one: domain index [1] or finding set [1, K]) repeated ``n`` times."""
-    return label.to(device).expand(n, *label.shape[1:])
-
-
-def _batches(items: Iterable[SourceImage], size: int) -> Iterator[list[SourceImage]]:
-    batch: list[SourceImage] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def synthesize(model, sources: Iterable[SourceImage], *, target: str | None = None,
-               reference: ReferenceImage | None = None, n_styles: int = 1, seed: int = 0,
-               batch_size: int = 8) -> Iterator[SynthResult]:
-    """Translate every source to ``target`` with ``n_styles`` latent styles, or with the style
-    of ``reference`` (whose domain is the target; ``target``, if given, must agree).
-
-    Yields results source by source (styles in order). Deterministic for a fixed ``seed``:
-    latents come from :func:`style_latents` (the same k-th style for every source) and the
-    networks are in eval mode with per-image normalisation, so an image's output does not depend
-    on the other sources; a different ``batch_size`` changes only float rounding in the
-    convolutions (a few 16-bit grey levels at most).
-    """
-    if batch_size < 1:
-        raise XrayStyleError(f"--batch-size must be at least 1, got {batch_size}")
-    if reference is not None:
-        if target is not None and target != reference.domain:
-            raise XrayStyleError(f"target {target!r} differs from the reference's domain {reference.domain!r}")
-        target = reference.domain
-    if target is None:
-        raise XrayStyleError("give a target domain or a reference image")
-    label = model.target_label(target)  # domain name, or a finding set "a+b" for multi-label models
-    device = model.device
-    z = None if reference is not None else style_latents(seed, n_styles, model.cfg.model.latent_dim).to(device)
-    for batch in _batches(sources, batch_size):
-        x = torch.stack([s.image for s in batch]).to(device)
-        y = _labels(label, len(batch), device)
-        fixed = model.cfg.fixed_style_rows(y)
-        if reference is not None:
-            x_ref = reference.image[None].to(device).expand(len(batch), -1, -1, -1)
-            outs = [translate_reference(model.nets, x, x_ref, y, fixed).float().cpu()]
-        else:
-            outs = [translate_latent(model.nets, x, y, z[k:k + 1].expand(len(batch), -1), fixed).float().cpu()
-                    for k in range(n_styles)]
-        for i, src in enumerate(batch):
-            for k, out in enumerate(outs):
-                if reference is not None:
-                    yield SynthResult(src, target, "reference", 0, out[i], None, reference.sha256)
+def load_sources(specs: Sequence[SourceSpec], preprocess_cfg, log: LoadLog,
+                 where: Callable[[SourceSpec], str], *, progress: bool = False,
+                 desc: str = "load") -> Iterator[SourceImage]:
+    """Load ``specs`` one at a time (only the image being used is in memory), skipping
+    unreadable inputs and exact pixel duplicates of an earlier input; both are recorded in
+    ``log`` under ``where(spec)`` (a position, never a path unless the caller opts in)."""
+    seen: dict[str, str] = {}
+    bar = tqdm(total=len(specs), desc=desc, unit="image", file=sys.stderr, disable=not progress)
+    try:
+        for spec in specs:
+            try:
+                src = load_source(spec, preprocess_cfg)
+            except InputError as exc:
+                log.failures.append(f"{where(spec)}: {exc.reason}")
+            else:
+                if src.sha256 in seen:
+                    log.duplicates.append(f"{where(spec)}: same pixels as {seen[src.sha256]}; skipped")
                 else:
-                    yield SynthResult(src, target, "latent", k, out[i], seed)
+                    seen[src.sha256] = where(spec)
+                    log.loaded += 1
+                    yield src
+            bar.update(1)
+    finally:
+        bar.close()

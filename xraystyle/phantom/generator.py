@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
-from .phantom_anatomy import AnatomyParams, draw_anatomy, render_anatomy
-from .phantom_findings import FINDINGS, TRUTH_COLUMNS, apply_findings, draw_finding_params, merge_overrides
-from .phantom_lungs import warm_bank
-from .phantom_physics import (
+from .anatomy import AnatomyParams, draw_anatomy, render_anatomy
+from .findings import FINDINGS, TRUTH_COLUMNS, apply_findings, draw_finding_params, merge_overrides
+from .lungs import warm_bank
+from .physics import (
     NEUTRAL_PHYSICS,
     PHYSICS_RANGES,
     apply_physics,
@@ -34,7 +34,7 @@ from .phantom_physics import (
     quantize,
     resolve_physics,
 )
-from .phantom_write import write_dicom, write_mask, write_png16
+from .writer import write_dicom, write_mask, write_png16
 
 __all__ = [
     "FINDINGS", "NEUTRAL_PHYSICS", "PHYSICS_RANGES", "PhantomSample", "case_seed", "draw_physics",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xraystyle.cohorts import phantom_lungs as pl
-from xraystyle.cohorts.phantom import FINDINGS, render_phantom
+from xraystyle.phantom import lungs as pl
+from xraystyle.phantom.generator import FINDINGS, render_phantom
 
 
 def _pair(size=200, right_bottom=0.8, left_bottom=0.85, gap=10):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from xraystyle.cohorts.phantom import FINDINGS, render_phantom
 from xraystyle.errors import ConfigError
+from xraystyle.phantom.generator import FINDINGS, render_phantom
 
 SIZE = 64
 

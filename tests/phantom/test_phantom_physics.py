@@ -6,15 +6,16 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from xraystyle.cohorts.phantom import (
+from xraystyle.errors import ConfigError
+from xraystyle.phantom.generator import (
     FINDINGS,
     NEUTRAL_PHYSICS,
     PHYSICS_RANGES,
+    case_streams,
+    draw_labels,
     draw_physics,
     render_phantom,
 )
-from xraystyle.cohorts.phantom import case_streams, draw_labels
-from xraystyle.errors import ConfigError
 
 SIZE = 64
 SEED = 11

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
 
-from .phantom_lungs import LungTemplate, draw_template, load_template, procedural_template, template_names
+from .lungs import LungTemplate, draw_template, load_template, procedural_template, template_names
 
 log = logging.getLogger(__name__)
 F32 = np.float32

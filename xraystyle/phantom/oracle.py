@@ -1,8 +1,8 @@
 """Ground truth on the phantom: a judge built from the phantom's own masks, whose accuracy is
 measured, so the classifier's verdicts can be checked against it.
 
-The phantom's findings change the attenuation in known places (xraystyle/cohorts/
-phantom_findings.py): effusion and cardiomegaly add density (brighter), a nodule adds a small
+The phantom's findings change the attenuation in known places (xraystyle/phantom/
+findings.py): effusion and cardiomegaly add density (brighter), a nodule adds a small
 bright disc, a pneumothorax removes lung markings and density (darker). The oracle compares an
 output with its source on per-image percentile ranks: ``rank`` maps each pixel to its
 percentile within its own image, which no monotonic grey-level change (exposure, contrast,
@@ -47,8 +47,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..evaluation.roc import balanced_accuracy, youden_threshold
 from ..transforms.config import PreprocessConfig
-from .roc import balanced_accuracy, youden_threshold
 
 log = logging.getLogger(__name__)
 
@@ -186,9 +186,9 @@ class PhantomOracle:
 def _render_pair_set(finding: str, size: int, n: int, seed: int, cfg: PreprocessConfig, lung_source: str):
     """Images A (without, physics 1), B (with, physics 1), C (without, physics 2), D (with,
     physics 2) and B's masks, all (n, S, S) tensors in the pipeline's [-1, 1] units."""
-    from ..cohorts.phantom import draw_physics, render_phantom
-    from ..cohorts.phantom_physics import quantize
     from ..transforms import preprocess_array
+    from .generator import draw_physics, render_phantom
+    from .physics import quantize
 
     def prep(sample) -> torch.Tensor:
         bits = int(sample.physics["bit_depth"])
@@ -262,8 +262,8 @@ def calibrate_finding(finding: str, size: int, cfg: PreprocessConfig, n: int = 6
 def load_oracle(findings: list[str], size: int, cfg: PreprocessConfig, *, n: int = 64, seed: int = 0,
                 lung_source: str = "auto", cache_dir: str | Path | None = None) -> PhantomOracle:
     """Calibrated oracle for ``findings`` (phantom findings only), cached under the cache dir."""
-    from ..cohorts.phantom import FINDINGS as PHANTOM_FINDINGS
     from ..paths import cache_dir as default_cache
+    from .generator import FINDINGS as PHANTOM_FINDINGS
 
     unknown = [f for f in findings if f not in PHANTOM_FINDINGS]
     if unknown:

@@ -3,16 +3,21 @@
 import pytest
 import torch
 
-from xraystyle.cohorts.phantom import render_phantom
-from xraystyle.evaluation.oracle import is_phantom_manifest, load_oracle, rank_image
+from xraystyle.phantom.generator import render_phantom
+from xraystyle.phantom.oracle import is_phantom_manifest, load_oracle, rank_image
 from xraystyle.transforms import PreprocessConfig, preprocess_array
 
 CFG = PreprocessConfig(size=32)
 
 
 @pytest.fixture(scope="module")
-def oracle(tmp_path_factory):
-    return load_oracle(["effusion"], 32, CFG, n=24, cache_dir=tmp_path_factory.mktemp("oracle"))
+def oracle_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("oracle")
+
+
+@pytest.fixture(scope="module")
+def oracle(oracle_cache):
+    return load_oracle(["effusion"], 32, CFG, n=24, cache_dir=oracle_cache)
 
 
 def _img(seed, effusion, physics=None):
@@ -32,14 +37,12 @@ def test_calibration_is_measured_and_good_on_effusion(oracle):
     assert set(report["findings"]["effusion"]) >= {"add", "remove", "anatomy", "polarity"}
 
 
-def test_calibration_is_cached(oracle, tmp_path_factory, monkeypatch):
-    import xraystyle.evaluation.oracle as mod
+def test_calibration_is_cached(oracle, oracle_cache, monkeypatch):
+    import xraystyle.phantom.oracle as mod
 
-    root = tmp_path_factory.getbasetemp()
-    cached = list(root.rglob("oracle/effusion-32px-*.npz"))
-    assert cached
+    assert list((oracle_cache / "oracle").glob("effusion-32px-*.npz"))  # this fixture's own cache only
     monkeypatch.setattr(mod, "calibrate_finding", lambda *a, **k: pytest.fail("recalibrated"))
-    again = load_oracle(["effusion"], 32, CFG, n=24, cache_dir=cached[0].parent.parent)
+    again = load_oracle(["effusion"], 32, CFG, n=24, cache_dir=oracle_cache)
     assert again.models["effusion"].rules["add"] == oracle.models["effusion"].rules["add"]
 
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from xraystyle.cohorts.phantom import FINDINGS, generate_phantom_cohort, render_phantom
 from xraystyle.errors import ConfigError
+from xraystyle.phantom.generator import FINDINGS, generate_phantom_cohort, render_phantom
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -168,8 +168,8 @@ def test_yaml_definition_matches_the_generator_signature():
 def test_render_phantom_reproduces_cohort_images(png_cohort):
     """A cohort case re-rendered from its seed, labels and phys_* values gives the same pixels,
     so evaluations can re-render the same patient with other physics or findings."""
-    from xraystyle.cohorts.phantom import case_seed
-    from xraystyle.cohorts.phantom_physics import quantize
+    from xraystyle.phantom.generator import case_seed
+    from xraystyle.phantom.physics import quantize
 
     m = pd.read_csv(png_cohort / "manifest.csv", keep_default_na=False)
     for i in (0, 5):

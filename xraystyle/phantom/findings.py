@@ -23,7 +23,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import ConfigError
-from .phantom_anatomy import AnatomyLayers, F32, grid
+from .anatomy import F32, AnatomyLayers, grid
 
 FINDINGS = ("effusion", "nodule", "cardiomegaly", "pneumothorax")
 SIDES = ("right", "left")  # the patient's sides: right = image left

@@ -8,9 +8,9 @@ import pydicom
 import pytest
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-from xraystyle.cohorts.phantom import generate_phantom_cohort, render_phantom
-from xraystyle.cohorts.phantom_physics import quantize
-from xraystyle.cohorts.phantom_write import write_dicom
+from xraystyle.phantom.generator import generate_phantom_cohort, render_phantom
+from xraystyle.phantom.physics import quantize
+from xraystyle.phantom.writer import write_dicom
 
 SIZE = 64
 

@@ -1,0 +1,84 @@
+"""From a command's choices to a training run: the resolved RunConfig, then the device,
+data-parallel setup, cohort and run folder around :func:`training_loop`. ``xraystyle train``
+parses its options, calls these two, and reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..cohorts.vocabulary import NORMAL
+from ..errors import ConfigError
+from .config import RunConfig, load_config
+from .trainer import TrainResult
+
+
+def resolve_run_config(*, domains: list[str] | None = None, findings: list[str] | None = None,
+                       finding_sets: bool = False, conditioning: str | None = None, config: str | None = None,
+                       cohort_given: bool = False, overrides: dict | None = None) -> RunConfig:
+    """The run config: ``config`` (a YAML path or packaged name; default ``demo`` on the phantom,
+    ``xray-256`` for a user's cohort) with the command's overrides. ``findings`` (or
+    ``finding_sets``) asks for finding-set conditioning: set-additive unless the config or
+    ``conditioning`` names a set conditioning."""
+    from ..config import load_yaml
+    from ..models.conditioning import is_set_conditioning
+    from ..paths import resolve_config
+
+    if domains is not None and findings is not None:
+        raise ConfigError("give --domains (single-label) or --findings (multi-label), not both")
+    finding_sets = finding_sets or findings is not None
+    names = findings if findings is not None else domains
+    if names is None and not finding_sets:
+        names = [NORMAL, "effusion"]
+    values = dict(overrides or {})
+    if names:
+        values["domains"] = list(names)
+    if conditioning is not None:
+        values["model.conditioning"] = conditioning
+    path = resolve_config(config if config is not None else ("xray-256" if cohort_given else "demo"))
+    if finding_sets and conditioning is None:
+        base = load_yaml(path).get("model", {}).get("conditioning", "single")
+        values["model.conditioning"] = base if is_set_conditioning(base) else "set-additive"
+    return load_config(path, values)
+
+
+@dataclass
+class Launched:
+    result: TrainResult
+    run_dir: Path
+    is_main: bool  # rank 0 (reports); other torchrun ranks stay quiet
+
+
+def run_training(cfg: RunConfig, *, cohort: str | None = None, images: Path | None = None,
+                 out: Path | None = None, resume: bool = False, device: str = "auto",
+                 progress: bool = True) -> Launched:
+    """Train ``cfg`` on ``cohort`` (a manifest or cohort YAML; default: the built-in phantom
+    cohort at the model's size) into ``out`` (default ``runs/<label space name>``), on one
+    process or as one torchrun rank."""
+    from ..cohorts.manifest import load_manifest
+    from ..paths import cache_dir
+    from ..phantom.default import default_phantom_manifest
+    from .accel import make_accel, resolve_device
+    from .distributed import init_distributed, shutdown
+    from .trainer import training_loop
+
+    dev = resolve_device(device)
+    info = init_distributed(dev)
+    if dev.type == "cuda" and info.world > 1:
+        import torch
+
+        dev = torch.device("cuda", info.local_rank)
+    root = cache_dir()
+    if cohort is None:
+        manifest_path = default_phantom_manifest(cfg.model.img_size, root)
+    else:
+        from ..cohorts import resolve_cohort
+
+        manifest_path = resolve_cohort(cohort, images=images, cache_dir=root / "cohorts")
+    run_dir = out if out is not None else Path("runs") / cfg.labels.run_name()
+    try:
+        result = training_loop(cfg, run_dir, load_manifest(manifest_path), cache_dir=root / "tensors",
+                               accel=make_accel(cfg.train.mode, dev), resume=resume, info=info, progress=progress)
+    finally:
+        shutdown(info)
+    return Launched(result, run_dir, info.is_main)
