@@ -87,6 +87,8 @@ def apply_thread_policy(environ: MutableMapping[str, str] | None = None) -> int 
 
 # Set by apply_thread_policy when it chose OMP_NUM_THREADS: a count the user did not choose.
 AUTO_THREADS_ENV = "XRAYSTYLE_AUTO_THREADS"
+# A checkpoint's saved count above this (or not an integer) is ignored, not passed to torch.
+_MAX_SAVED_THREADS = 1024
 
 
 def _cpu_times(cpus: set[int]) -> tuple[int, int] | None:
@@ -142,9 +144,12 @@ def training_threads(saved: int | None = None) -> int | None:
     on each other at every parallel region (benchmarks/README.md, "CPU under load")."""
     if os.environ.get(AUTO_THREADS_ENV) != "1":
         return None
-    if saved is not None and saved >= 1:
+    # ``saved`` comes from a checkpoint file (data on disk): only a plausible integer is trusted.
+    if isinstance(saved, int) and not isinstance(saved, bool) and 1 <= saved <= _MAX_SAVED_THREADS:
         return int(saved)
     base = cpu_threads()
+    if local_world_size() > 1:  # sibling ranks starting beside us would read as load
+        return base
     busy = busy_cpus_elsewhere()
     if busy is None:
         return base

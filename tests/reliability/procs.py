@@ -32,6 +32,7 @@ import os, sys, threading, time
 from pathlib import Path
 import torch
 from xraystyle.training import checkpoint as ck
+from xraystyle import atomic
 
 pairs = [(Path(sys.argv[i]), sys.argv[i + 1]) for i in range(1, len(sys.argv), 2)]
 payload = lambda step: {"state": {"w": torch.full((128, 128), float(step))}, "step": step, "config": {}}
@@ -59,7 +60,8 @@ def stalling_open(path, mode="r", *args, **kwargs):
     run = stall_at.get(str(path))
     return Stall(fh, run) if run is not None else fh
 
-ck.open = stalling_open
+# save_checkpoint writes through xraystyle.atomic.atomic_write: patch the open it calls
+atomic.open = stalling_open
 for run, _ in pairs:
     threading.Thread(target=ck.save_checkpoint, args=(run, 2, payload(2)), daemon=True).start()
 time.sleep(600)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from xraystyle.training import checkpoint as ckmod
+import xraystyle.atomic as atomic  # checkpoints are written through atomic.atomic_write
 from xraystyle.training.checkpoint import load_checkpoint, load_latest
 
 from .conftest import ITERS, cli, copy_run, one_line_error, tensors_equal, train_args, write_config
@@ -76,7 +76,7 @@ def disk_full_run(rel_base, cohort, fault_config):
         return Full(fh) if Path(path).name == ".step_0000004.pt.tmp" else fh
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ckmod, "open", full_open, raising=False)
+        mp.setattr(atomic, "open", full_open, raising=False)
         result = cli(*train_args(fault_config, cohort.path, run),
                      env={"XRAYSTYLE_CACHE": str(rel_base / "cache-reference")})
     return run, result

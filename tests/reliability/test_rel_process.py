@@ -141,6 +141,18 @@ def test_training_threads_leave_the_users_count_alone_and_follow_the_load(monkey
     assert runtime.training_threads() == 4  # never above this process's share
 
 
+def test_training_threads_ignore_a_crafted_saved_count(monkeypatch):
+    """The saved count comes from a checkpoint file: a string, a bool or an absurd number is
+    ignored (the count is chosen afresh), never compared (TypeError) or passed to torch."""
+    monkeypatch.setenv(runtime.AUTO_THREADS_ENV, "1")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setattr(runtime, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(runtime, "busy_cpus_elsewhere", lambda seconds=0.3: 0.0)
+    for saved in ("2", [2], True, 0, -3, 2.5, 10**9):
+        assert runtime.training_threads(saved=saved) == 2, saved
+
+
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two usable CPUs")
 def test_busy_cpus_elsewhere_sees_another_busy_process():
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
@@ -182,3 +194,12 @@ def test_a_resumed_cli_run_trains_with_the_thread_count_it_started_with(tmp_path
         assert run(4, busy=0.0, resume=True) == 1  # the machine is idle now, but the run keeps its count
     finally:
         torch.set_num_threads(1)
+
+
+def test_ranks_of_a_multi_process_node_keep_their_share_without_probing(monkeypatch):
+    monkeypatch.setenv(runtime.AUTO_THREADS_ENV, "1")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setattr(runtime, "usable_cpus", lambda: 8)
+    monkeypatch.setattr(runtime, "busy_cpus_elsewhere", lambda seconds=0.3: pytest.fail("probed"))
+    assert runtime.training_threads() == 4

@@ -78,3 +78,19 @@ def test_in_memory_networks_and_a_loaded_checkpoint_are_one_kind_of_model(checkp
     assert as_trained_model(model) is model
     same = TrainedModel.from_networks(model.nets, model.args, step=4)
     assert same.domains == model.domains and same.checkpoint is None and same.size == model.size
+
+
+@pytest.mark.parametrize("config", [[1], "normal,effusion", {"domains": ["normal", "effusion"], "data": [1]}])
+def test_a_legacy_checkpoint_with_a_malformed_config_is_refused_in_one_line(checkpoint, tmp_path, config):
+    """No model_args, and a config that is not a mapping (or whose data section is not): a
+    CheckpointError, not an AttributeError traceback from the fallback reader."""
+    from xraystyle.errors import CheckpointError
+    from xraystyle.trained import load_trained_model
+
+    def malformed(payload):
+        _legacy(payload)
+        payload["config"] = config
+
+    path = _rewrite(checkpoint, tmp_path / "malformed.pt", malformed)
+    with pytest.raises(CheckpointError, match=r"malformed\.pt: checkpoint does not hold a usable model"):
+        load_trained_model(path)

@@ -112,3 +112,29 @@ def test_write_failure_leaves_previous_checkpoint(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["index.json", "step_0000001.pt"]
     assert load_latest(tmp_path)[0]["step"] == 1
+
+
+def test_resume_from_a_malformed_rng_state_is_one_checkpoint_error(tmp_path):
+    """A checkpoint whose saved RNG state has the wrong types (a list where a tensor belongs):
+    a CheckpointError naming the file, not an AttributeError traceback from set_rng_state."""
+    import random
+
+    from xraystyle.config import to_dict
+    from xraystyle.paths import resolve_config
+    from xraystyle.training.accel import make_accel
+    from xraystyle.training.config import load_config
+    from xraystyle.training.state import build_state
+    from xraystyle.training.trainer import _restore
+
+    cfg = load_config(resolve_config("tiny"))
+    state = build_state(cfg, make_accel("reference", torch.device("cpu")), seed=0)
+    rng = rng_state()
+    rng["numpy"][1] = [1, 2, 3]
+    save_checkpoint(tmp_path, 0, {"state": state.state_dict(), "config": to_dict(cfg), "step": 0, "rng": rng,
+                                  "manifest_hash": "h"})
+    saved_py = random.getstate()
+    try:
+        with pytest.raises(CheckpointError, match=r"step_0000000\.pt: checkpoint holds no usable training state"):
+            _restore(state, cfg, tmp_path, "h")
+    finally:
+        random.setstate(saved_py)

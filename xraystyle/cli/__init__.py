@@ -16,6 +16,9 @@ try:  # recent typer vendors click
     from typer._click import exceptions as _click_exc
 except ImportError:  # pragma: no cover
     from click import exceptions as _click_exc
+# click < 8.2 (allowed by typer >= 0.19 before it vendored click) has no NoArgsIsHelpError; an
+# `except` naming a missing attribute would turn every usage error into an AttributeError.
+_NoArgsIsHelpError = getattr(_click_exc, "NoArgsIsHelpError", ())
 
 
 def usage_error_line(exc: Exception) -> str:
@@ -38,7 +41,7 @@ class OneLineErrorGroup(TyperGroup):
             # Non-standalone, so click's errors reach us instead of being printed as a block;
             # typer.Exit (--help, --version, fail()) then comes back as its exit code.
             rv = super().main(*args, standalone_mode=False, **kwargs)
-        except _click_exc.NoArgsIsHelpError as exc:
+        except _NoArgsIsHelpError as exc:
             if exc.format_message():  # without rich the help is in the message (with rich: printed)
                 exc.show()
             sys.exit(exc.exit_code)
@@ -82,19 +85,28 @@ def root(
     logging.getLogger("xraystyle").setLevel(level)
 
 
-# Command modules register themselves on import (one module per command group), in the order
-# of the workflow, which is the order `xraystyle --help` lists them.
-# isort: off
-from . import inspect as _inspect  # noqa: E402,F401
-from . import convert as _convert  # noqa: E402,F401
-from . import cohort as _cohort  # noqa: E402,F401
-from . import phantom as _phantom  # noqa: E402,F401
-from . import train as _train  # noqa: E402,F401
-from . import synth as _synth  # noqa: E402,F401
-from . import report as _report  # noqa: E402,F401
-from . import eval as _eval  # noqa: E402,F401
-from . import classifier as _classifier  # noqa: E402,F401
-# isort: on
+# The commands, registered here in the order of the workflow (the order `xraystyle --help`
+# lists them); command modules define them and never import this package.
+from . import (  # noqa: E402
+    classifier,
+    cohort,
+    convert,
+    eval,
+    inspect,
+    phantom,  # noqa: E402,F401 - adds `cohort phantom` to the cohort group
+    report,
+    synth,
+    train,
+)
+
+app.command("inspect")(inspect.inspect)
+app.command("convert")(convert.convert)
+app.add_typer(cohort.cohort_app, name="cohort")  # phantom.py adds `cohort phantom` to it
+app.command("train")(train.train)
+app.command("synth")(synth.synth)
+app.command("report")(report.report)
+app.command("eval")(eval.eval_cmd)
+app.add_typer(classifier.classifier_app, name="classifier")
 
 def main() -> None:
     app()

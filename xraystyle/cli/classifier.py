@@ -7,11 +7,9 @@ from typing import Annotated
 
 import typer
 
-from . import app
 from ._common import ClassifierArch, Device, handle_errors
 
 classifier_app = typer.Typer(help="Train the classifier that judges counterfactuals.", no_args_is_help=True)
-app.add_typer(classifier_app, name="classifier")
 
 
 @classifier_app.command("train")

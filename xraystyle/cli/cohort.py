@@ -7,11 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import app
 from ._common import CohortSource, MissingImages, Uncertain, fail, handle_errors
 
 cohort_app = typer.Typer(help="Build, summarise and check cohort manifests.", no_args_is_help=True)
-app.add_typer(cohort_app, name="cohort")
 
 
 @cohort_app.command("build")

@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 
-from . import app
 from ._common import fail, handle_errors
 
 
@@ -20,7 +19,6 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-@app.command("convert")
 @handle_errors
 def convert(
     input: Annotated[Path, typer.Argument(metavar="INPUT", help="Radiograph to read (DICOM, PNG, JPEG, NIfTI, MHA, ...).")],

@@ -7,11 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import app
 from ._common import Device, EvalMode, Oracle, Split, handle_errors
 
 
-@app.command("eval")
 @handle_errors
 def eval_cmd(
     checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Checkpoint file or run folder (EMA weights).")],

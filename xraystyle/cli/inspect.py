@@ -9,7 +9,6 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..io import DEFAULT_MAX_PIXELS, read_xray, summarize
-from . import app
 from ._common import handle_errors
 
 
@@ -25,7 +24,6 @@ def _format(value: Any) -> str:
     return str(value)
 
 
-@app.command("inspect")
 @handle_errors
 def inspect(
     path: Annotated[Path, typer.Argument(help="DICOM, PNG, JPEG, NIfTI, MHA/MHD or NRRD radiograph.")],

@@ -7,11 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import app
 from ._common import Device, Split, handle_errors
 
 
-@app.command("report")
 @handle_errors
 def report(
     checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Checkpoint file or run folder (EMA weights are used).")],

@@ -7,11 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import app
 from ._common import Device, SynthFormat, handle_errors
 
 
-@app.command("synth")
 @handle_errors
 def synth(
     checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Checkpoint file or run folder (EMA weights are used).")],
@@ -44,11 +42,12 @@ def synth(
     src-<hash>_to-<target>_z<k>.png|.dcm plus a provenance <name>.json, and index.csv.
     Unreadable inputs are skipped and reported by position; the exit code is then 1.
     """
+    from ..cohorts.vocabulary import NORMAL
     from ..errors import XrayStyleError
     from ..synthesis.pipeline import SynthRequest, run_synth
 
     def names(text: str | None) -> list[str]:  # "normal" names the empty set wherever findings are listed
-        return [n.strip() for n in (text or "").split(",") if n.strip() not in ("", "normal")]
+        return [n.strip() for n in (text or "").split(",") if n.strip() not in ("", NORMAL)]
 
     summary = run_synth(SynthRequest(
         checkpoint=checkpoint, source=source, out=out, target=target, reference=reference,

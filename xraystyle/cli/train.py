@@ -8,11 +8,9 @@ from typing import Annotated, Optional
 import typer
 import yaml
 
-from . import app
 from ._common import Conditioning, Device, TrainMode, handle_errors
 
 
-@app.command("train")
 @handle_errors
 def train(
     domains: Annotated[Optional[str], typer.Option(help="Comma-separated domains; 'normal' = none of the others. Default: normal,effusion.")] = None,

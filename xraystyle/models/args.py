@@ -47,7 +47,10 @@ class ModelArgs:
         data = payload.get("model_args")
         if data is None:
             config = payload["config"]
-            data_section = config.get("data") or {}
+            data_section = config.get("data") if isinstance(config, dict) else None
+            if not isinstance(config, dict) or not isinstance(data_section or {}, dict):
+                raise ConfigError("model arguments: the checkpoint's config is not a mapping")
+            data_section = data_section or {}
             data = {"model": config.get("model") or {}, "domains": config["domains"],
                     "preprocess": data_section.get("preprocess") or {},
                     "holdout_combinations": data_section.get("holdout_combinations") or []}

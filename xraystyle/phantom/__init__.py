@@ -7,9 +7,12 @@ and pneumothorax with their masks and geometry, ``physics`` turns attenuation in
 image (exposure, contrast, gamma, noise, scatter, blur, bit depth) and ``writer`` encodes it as a
 16-bit PNG or a DX DICOM. ``generator`` ties them together with one seed per case
 (:func:`render_phantom`, :func:`generate_phantom_cohort`: images, masks, manifest, truth table);
-``default`` is the default cohort that training uses without ``--cohort``, cached under a key
-that covers the simulator's sources; ``oracle`` is a judge calibrated on rendered pairs that
-evaluation uses on phantom cohorts. The manifest format, sources, splits and checks stay in
+``ideal`` re-renders a cohort row from its truth row, as stored or as an ideal counterfactual
+(findings added or removed, other physics); ``default`` is the default cohort that training uses
+without ``--cohort``, cached under a key that covers the simulator's sources; ``oracle`` is a
+judge calibrated on rendered pairs that evaluation uses on phantom cohorts, and ``attributes``
+measures what an output shows (fluid side and volume, nodule position and size, CTR) against the
+patient's own finding-free render. The manifest format, sources, splits and checks stay in
 :mod:`xraystyle.cohorts`.
 
 The names below are imported on first use, so ``import xraystyle.phantom`` stays cheap (the oracle
@@ -34,6 +37,13 @@ _EXPORTS = {
     "generate_phantom_cohort": "generator",
     "render_phantom": "generator",
     "quantize": "physics",
+    "TruthRow": "ideal",
+    "case_row": "ideal",
+    "ideal_counterfactual": "ideal",
+    "physics_variant": "ideal",
+    "read_truth": "ideal",
+    "rerender": "ideal",
+    "stored": "ideal",
     "DEFAULT_PHANTOM": "default",
     "default_phantom_manifest": "default",
     "generator_version": "default",
@@ -41,11 +51,17 @@ _EXPORTS = {
     "is_phantom_manifest": "oracle",
     "load_oracle": "oracle",
     "rank_image": "oracle",
+    "AttributeOracle": "attributes",
+    "Attributes": "attributes",
+    "PatientBaseline": "attributes",
+    "calibrate_attribute_oracle": "attributes",
+    "patient_baseline": "attributes",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
+    from .attributes import AttributeOracle, Attributes, PatientBaseline, calibrate_attribute_oracle, patient_baseline
     from .default import DEFAULT_PHANTOM, default_phantom_manifest, generator_version
     from .generator import (
         FINDINGS,
@@ -60,6 +76,7 @@ if TYPE_CHECKING:
         generate_phantom_cohort,
         render_phantom,
     )
+    from .ideal import TruthRow, case_row, ideal_counterfactual, physics_variant, read_truth, rerender, stored
     from .oracle import PhantomOracle, is_phantom_manifest, load_oracle, rank_image
     from .physics import quantize
 

@@ -18,7 +18,8 @@ DEFAULT_PHANTOM = {"n": 800, "seed": 0, "findings": ["effusion", "nodule", "card
 
 # Modules of this package that do not decide a cohort's files: editing them keeps cached cohorts.
 # Every other module here is the simulator (generator, anatomy, lungs, findings, physics, writer).
-_NOT_SIMULATOR = frozenset({"__init__.py", "default.py", "oracle.py"})
+# Modules that read or judge phantoms but decide no pixel of a cohort: editing them keeps the cache.
+_NOT_SIMULATOR = frozenset({"__init__.py", "default.py", "oracle.py", "ideal.py", "attributes.py"})
 
 
 def generator_version() -> str:

@@ -35,6 +35,31 @@ TRUTH_COLUMNS = {
     "pneumothorax": ("pneumothorax_side", "pneumothorax_rim", "pneumothorax_size"),
 }
 
+# Columns of the truth table holding a present finding's renderer inputs, exactly the values
+# rendered (blank when absent): with the case seed and the physics they re-render the image.
+# ``param_nodule_u`` / ``_v`` are the nodule's ``position``; ``param_nodule_radius`` is the
+# radius asked for (``nodule_radius`` is the one drawn, at least 1.5 px).
+PARAM_COLUMNS = {
+    "effusion": ("param_effusion_side", "param_effusion_volume", "param_effusion_meniscus",
+                 "param_effusion_density"),
+    "nodule": ("param_nodule_side", "param_nodule_radius", "param_nodule_density", "param_nodule_u",
+               "param_nodule_v"),
+    "cardiomegaly": ("param_cardiomegaly_ctr",),
+    "pneumothorax": ("param_pneumothorax_side", "param_pneumothorax_rim", "param_pneumothorax_lucency"),
+}
+
+# Accepted values of the numeric parameters (wider than the drawn ranges, so counterfactuals may
+# ask for more; intervals are closed unless the bound is listed in _OPEN).
+PARAM_RANGES = {
+    "effusion": {"volume": (0.0, 1.0), "meniscus": (0.0, 1.0), "density": (0.0, 1.5)},
+    "nodule": {"radius": (0.0, 0.2), "density": (0.0, 1.0), "u": (0.0, 1.0), "v": (0.0, 1.0)},
+    "cardiomegaly": {"ctr": (0.5, 0.9)},
+    "pneumothorax": {"rim": (0.0, 1.0), "lucency": (0.0, 1.0)},
+}
+_OPEN = {("effusion", "volume", 0), ("effusion", "density", 0), ("nodule", "radius", 0),
+         ("nodule", "density", 0), ("cardiomegaly", "ctr", 0), ("cardiomegaly", "ctr", 1),
+         ("pneumothorax", "rim", 0)}
+
 # Keys a caller may fix per finding (render_phantom(findings_present={"nodule": {...}})).
 _KEYS = {
     "effusion": {"side", "volume", "meniscus", "density"},
@@ -79,6 +104,62 @@ def merge_overrides(name: str, drawn: dict[str, Any], override: Mapping[str, Any
     if name == "cardiomegaly" and not 0.5 < float(out["ctr"]) < 0.9:
         raise ConfigError(f"cardiomegaly: ctr must be in (0.5, 0.9), got {out['ctr']}")
     return out
+
+
+def check_finding_params(name: str, p: Mapping[str, Any]) -> dict[str, Any]:
+    """A complete parameter set of ``name`` with plain Python values, or ConfigError (one line)
+    for a missing or unknown key, a wrong side or a value outside :data:`PARAM_RANGES`."""
+    if name not in _KEYS:
+        raise ConfigError(f"unknown finding {name!r}: expected one of {', '.join(FINDINGS)}")
+    missing, unknown = _KEYS[name] - set(p), set(p) - _KEYS[name]
+    if missing or unknown:
+        what = "; ".join(x for x in (missing and f"missing {', '.join(sorted(missing))}",
+                                     unknown and f"unknown {', '.join(sorted(unknown))}") if x)
+        raise ConfigError(f"{name}: {what} parameter(s); expected {', '.join(sorted(_KEYS[name]))}")
+    out: dict[str, Any] = {}
+    for key, value in p.items():
+        if key == "side":
+            sides = ("right", "left", "both") if name == "effusion" else SIDES
+            if value not in sides:
+                raise ConfigError(f"{name}: side must be one of {', '.join(sides)}, got {value!r}")
+            out[key] = str(value)
+            continue
+        if key == "position":
+            try:
+                u, v = value
+            except (TypeError, ValueError):
+                raise ConfigError(f"{name}: position must be a pair (u, v), got {value!r}") from None
+            out[key] = (_number(name, "u", u), _number(name, "v", v))
+            continue
+        out[key] = _number(name, key, value)
+    return out
+
+
+def _number(name: str, key: str, value: Any) -> float:
+    lo, hi = PARAM_RANGES[name][key]
+    lo_open, hi_open = (name, key, 0) in _OPEN, (name, key, 1) in _OPEN
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    x = float(value) if ok else float("nan")
+    if not (ok and (lo < x if lo_open else lo <= x) and (x < hi if hi_open else x <= hi)):
+        interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        raise ConfigError(f"{name}: {key} must be a number in {interval}, got {value!r}")
+    return x
+
+
+def params_to_columns(name: str, p: Mapping[str, Any]) -> dict[str, Any]:
+    """The :data:`PARAM_COLUMNS` of one present finding."""
+    values = dict(p)
+    if "position" in values:
+        values["u"], values["v"] = values.pop("position")
+    return {f"param_{name}_{key}": values[key] for key in (c[len(f"param_{name}_"):] for c in PARAM_COLUMNS[name])}
+
+
+def params_from_columns(name: str, columns: Mapping[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`params_to_columns` (values already parsed), checked."""
+    values = {c[len(f"param_{name}_"):]: columns[c] for c in PARAM_COLUMNS[name]}
+    if "u" in values:
+        values["position"] = (values.pop("u"), values.pop("v"))
+    return check_finding_params(name, values)
 
 
 def _lateralness(layers: AnatomyLayers, side: str, lung: np.ndarray) -> tuple[np.ndarray, tuple]:

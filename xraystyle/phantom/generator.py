@@ -24,7 +24,15 @@ import pandas as pd
 
 from ..errors import ConfigError
 from .anatomy import AnatomyParams, draw_anatomy, render_anatomy
-from .findings import FINDINGS, TRUTH_COLUMNS, apply_findings, draw_finding_params, merge_overrides
+from .findings import (
+    FINDINGS,
+    PARAM_COLUMNS,
+    TRUTH_COLUMNS,
+    apply_findings,
+    draw_finding_params,
+    merge_overrides,
+    params_to_columns,
+)
 from .lungs import warm_bank
 from .physics import (
     NEUTRAL_PHYSICS,
@@ -229,6 +237,11 @@ class _Job:
     split: str
 
 
+# Truth-table columns that locate a case and its lung masks (after the geometry columns, before
+# the per-finding PARAM_COLUMNS): with the manifest's labels and phys_* values they re-render it.
+TRUTH_CASE_COLUMNS = ("cohort_seed", "case_index", "size", "mask_lung_right", "mask_lung_left")
+
+
 def case_seed(seed: int, index: int) -> np.random.SeedSequence:
     """Seed of cohort image ``index``: ``render_phantom(case_seed(seed, i), size, labels,
     physics)`` with the manifest's labels and ``phys_*`` values re-renders that image exactly,
@@ -287,7 +300,14 @@ def _make_one(job: _Job) -> tuple[dict, dict]:
             row[f"mask_{f}"] = ""
     for key, value in physics.items():
         row[f"phys_{key}"] = value
-    truth = {"path": rel, "lung_template": anatomy.lung_template.rsplit("/", 1)[-1], **sample.truth}
+    truth = {"path": rel, "lung_template": anatomy.lung_template.rsplit("/", 1)[-1], **sample.truth,
+             "cohort_seed": job.seed, "case_index": job.index, "size": job.size}
+    for side in ("right", "left"):  # the lung masks, whatever the findings (xraystyle.phantom.ideal)
+        mrel = f"lungs/{pid}_{side}.png"
+        write_mask(out / mrel, sample.anatomy_masks[f"lung_{side}"])
+        truth[f"mask_lung_{side}"] = mrel
+    for name, p in params.items():
+        truth.update(params_to_columns(name, p))
     return row, truth
 
 
@@ -309,8 +329,10 @@ def generate_phantom_cohort(
     Layout: ``images/phantom-00042.png|dcm``, ``masks/phantom-00042_<finding>.png`` (8-bit,
     0/255, written only for present findings), ``manifest.csv`` (columns ``path, patient_id,
     study_id, view, split, sex, age``, one 1/0 column per finding, ``mask_<finding>`` (blank
-    when absent), ``phys_<parameter>``) and ``phantom_truth.csv`` (per image: lung template,
-    CTR, and each present finding's geometry). Labels are drawn independently per image with
+    when absent), ``phys_<parameter>``), ``lungs/phantom-00042_right|left.png`` (the lung masks of
+    every image, 8-bit 0/255) and ``phantom_truth.csv`` (per image: lung template, CTR, each present finding's
+    geometry, then cohort seed, case index, size, lung-mask paths and each present finding's
+    exact renderer inputs ``param_*``; read back by :func:`xraystyle.phantom.ideal.read_truth`). Labels are drawn independently per image with
     the given ``prevalence`` (default 0.3 each). ``progress`` is called with the number of
     images finished after each one. Files of an earlier, larger cohort in the same folder are
     left in place but are not in the new manifest.
@@ -321,6 +343,7 @@ def generate_phantom_cohort(
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)
+    (out / "lungs").mkdir(parents=True, exist_ok=True)
     if n >= _WARM_BANK_FROM:
         warm_bank()
     width = max(5, len(str(n - 1)))
@@ -346,6 +369,7 @@ def generate_phantom_cohort(
     truth = pd.DataFrame([t for _, t in results])
     order = ["path", "lung_template", "ctr", "heart_width_px", "thorax_width_px"]
     order += [c for f in findings for c in TRUTH_COLUMNS.get(f, ())]
+    order += [*TRUTH_CASE_COLUMNS, *(c for f in findings for c in PARAM_COLUMNS[f])]
     truth = truth.reindex(columns=order)  # same columns whichever findings occur
     for col in truth.columns:  # integer columns with blanks would otherwise be written as 12.0
         values = [t[col] for _, t in results if col in t]

@@ -140,7 +140,7 @@ def _restore(state: TrainState, cfg: RunConfig, run_dir: Path, manifest_hash: st
     try:
         state.load_state_dict(payload["state"])
         set_rng_state(payload["rng"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
         raise CheckpointError(path, f"checkpoint holds no usable training state "
                                     f"({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})") from None
     log.info("resumed from %s at step %d", path.name, state.step)
