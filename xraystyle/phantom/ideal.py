@@ -46,6 +46,7 @@ from .generator import (
     render_phantom,
 )
 from .physics import NEUTRAL_PHYSICS, draw_physics, quantize, resolve_physics
+from .writer import dicom_pixels, png16_pixels
 
 __all__ = ["TruthRow", "case_row", "ideal_counterfactual", "physics_variant", "read_truth", "rerender",
            "stored"]
@@ -313,12 +314,9 @@ def stored(row: TruthRow, *, encoded: bool = True) -> np.ndarray:
     levels = quantize(rerender(row).image, bits)
     if not encoded:
         return levels
-    top = (1 << bits) - 1
-    if row.fmt == "png":  # as writer.write_png16
-        return ((levels.astype(np.uint32) * 65535 + top // 2) // top).astype(np.uint16)
-    if row.physics["monochrome1"]:  # as writer.write_dicom
-        return (top - levels).astype(np.uint16)
-    return levels
+    if row.fmt == "png":
+        return png16_pixels(levels, bits)
+    return dicom_pixels(levels, bits, bool(row.physics["monochrome1"]))
 
 
 def ideal_counterfactual(

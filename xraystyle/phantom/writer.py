@@ -20,14 +20,25 @@ from .physics import FIELD_OF_VIEW_MM
 DX_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
 
 
+def png16_pixels(stored: np.ndarray, bit_depth: int) -> np.ndarray:
+    """The uint16 values a phantom PNG holds: ``bit_depth``-bit levels scaled to 0..65535."""
+    top = (1 << int(bit_depth)) - 1
+    return ((stored.astype(np.uint32) * 65535 + top // 2) // top).astype(np.uint16)
+
+
+def dicom_pixels(stored: np.ndarray, bit_depth: int, monochrome1: bool) -> np.ndarray:
+    """The uint16 values a phantom DICOM holds: the levels, inverted when stored MONOCHROME1."""
+    top = (1 << int(bit_depth)) - 1
+    return ((top - stored) if monochrome1 else stored).astype(np.uint16)
+
+
 def write_png16(path: Path, stored: np.ndarray, bit_depth: int) -> None:
     """16-bit grayscale PNG; ``bit_depth``-bit values are scaled to the full 16-bit range, so
     the quantisation steps of the drawn bit depth survive in the file."""
-    top = (1 << int(bit_depth)) - 1
-    v16 = (stored.astype(np.uint32) * 65535 + top // 2) // top
+    v16 = png16_pixels(stored, bit_depth)
     # Huffman-only deflate (zlib strategy 2, Pillow's compress_type): ~8x faster than the
     # default on noisy 16-bit images, and no larger (LZ matching finds little in noise).
-    Image.fromarray(v16.astype(np.uint16)).save(path, format="PNG", compress_level=1, compress_type=2)
+    Image.fromarray(v16).save(path, format="PNG", compress_level=1, compress_type=2)
 
 
 def write_mask(path: Path, mask: np.ndarray) -> None:
@@ -49,10 +60,8 @@ def write_dicom(path: Path, stored: np.ndarray, physics: Mapping[str, Any], iden
     ``index`` (for the name), ``patient_id``, ``study_id``, ``sex``, ``age`` and ``uid_seed``.
     """
     bits = int(physics["bit_depth"])
-    top = (1 << bits) - 1
     mono1 = bool(physics["monochrome1"])
-    pixels = (top - stored) if mono1 else stored
-    pixels = pixels.astype(np.uint16)
+    pixels = dicom_pixels(stored, bits, mono1)
     lo, hi = int(pixels.min()), int(pixels.max())
     seed = [str(x) for x in ident["uid_seed"]]
     rows, cols = pixels.shape
