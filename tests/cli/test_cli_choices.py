@@ -55,8 +55,9 @@ def test_bad_choice_is_one_line_exit_2(tmp_path, argv, option, bad, choices):
     r = runner.invoke(app, [*argv, option, bad], env={"XRAYSTYLE_CACHE": str(tmp_path)})
     assert r.exit_code == 2, r.output
     assert r.stdout == ""
+    also = " (or cuda:N)" if option == "--device" else ""  # one GPU of several
     assert r.stderr.splitlines() == [
-        f"xraystyle: error: invalid value for '{option}': '{bad}' is not one of {_choices(*choices)}"]
+        f"xraystyle: error: invalid value for '{option}': '{bad}' is not one of {_choices(*choices)}{also}"]
 
 
 def test_bad_cohort_source_lists_the_sources(tmp_path):
@@ -100,6 +101,16 @@ def test_help_version_and_exit_codes_are_kept():
     assert r.exit_code == 2 and "build" in r.stdout
 
 
+@pytest.mark.parametrize("value, ok", [("cuda:1", True), ("cuda:12", True), ("cpu", True), ("cuda:", False),
+                                       ("cuda:x", False), ("cuda1", False), ("CPU", False)])
+def test_device_takes_one_gpu_of_several(tmp_path, value, ok):
+    r = runner.invoke(app, ["train", "--config", "tiny", "--dry-run", "--device", value],
+                      env={"XRAYSTYLE_CACHE": str(tmp_path)})
+    assert r.exit_code == (0 if ok else 2), r.output
+    if not ok:
+        assert len(r.stderr.splitlines()) == 1 and "(or cuda:N)" in r.stderr
+
+
 def test_literal_choices_match_the_library():
     from xraystyle.cohorts.build import MISSING_POLICIES
     from xraystyle.cohorts.manifest import SPLITS
@@ -127,7 +138,7 @@ def test_installed_script_refuses_a_bad_device_in_one_line(tmp_path, dry_run):
     p = subprocess.run(cmd, capture_output=True, text=True, env=_env(tmp_path), cwd=tmp_path, timeout=120)
     assert (p.returncode, p.stdout) == (2, "")
     assert p.stderr.splitlines() == [
-        "xraystyle: error: invalid value for '--device': 'tpu' is not one of 'auto', 'cpu', 'cuda'"]
+        "xraystyle: error: invalid value for '--device': 'tpu' is not one of 'auto', 'cpu', 'cuda' (or cuda:N)"]
 
 
 def test_python_m_and_shell_completion(tmp_path):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Callable, Literal
+import re
+from typing import Annotated, Callable, Literal
 
 import typer
 
@@ -14,7 +15,6 @@ log = logging.getLogger("xraystyle")
 
 # Options with fixed choices: typer refuses anything else before the command runs (one line
 # listing the choices, exit 2). tests/cli/test_cli_choices.py keeps them equal to the library's lists.
-Device = Literal["auto", "cpu", "cuda"]  # one GPU of several: CUDA_VISIBLE_DEVICES
 TrainMode = Literal["auto", "reference", "fast"]
 Conditioning = Literal["single", "set-additive", "set-film"]
 SynthFormat = Literal["png", "dcm", "both"]
@@ -26,6 +26,21 @@ ClassifierArch = Literal["densenet121", "resnet50", "small"]
 CohortSource = Literal["nih", "chexpert", "mimic", "vindr", "rsna", "padchest", "folder"]
 Uncertain = Literal["ignore", "positive", "negative"]
 MissingImages = Literal["drop", "keep", "error"]
+
+
+DEVICES = ("auto", "cpu", "cuda")  # and cuda:N, one GPU of several
+
+
+def _device(value: str) -> str:
+    if value in DEVICES or re.fullmatch(r"cuda:\d+", value):
+        return value
+    raise typer.BadParameter(f"{value!r} is not one of 'auto', 'cpu', 'cuda' (or cuda:N)")
+
+
+Device = Annotated[str, typer.Option(
+    "--device", help="auto (cuda when available), cpu, cuda, or cuda:N for one GPU of several.",
+    callback=_device, autocompletion=lambda incomplete: [d for d in DEVICES if d.startswith(incomplete)],
+    metavar="[auto|cpu|cuda|cuda:N]")]
 
 
 def fail(message: str) -> None:

@@ -25,7 +25,7 @@ def classifier_train(
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (0: 1e-3 for small, 1e-4 otherwise).")] = 0.0,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     augment: Annotated[bool, typer.Option(help="Physics augmentation (exposure, contrast, gamma, noise, blur).")] = True,
-    device: Annotated[Device, typer.Option("--device", help="auto: cuda when available.")] = "auto",
+    device: Device = "auto",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train a multi-label classifier on the REAL train-split images of a manifest and write

@@ -28,7 +28,7 @@ def eval_cmd(
     oracle_patients: Annotated[int, typer.Option("--oracle-patients", help="Rendered phantom patients calibrating the oracle (half fit, half test).")] = 64,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")] = 32,
     max_set_size: Annotated[Optional[int], typer.Option("--max-set-size", help="Multi-label models: largest finding set asked for (default: all findings).")] = None,
-    device: Annotated[Device, typer.Option("--device", help="auto: cuda when available.")] = "auto",
+    device: Device = "auto",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Evaluate every source -> target domain pair: validity, probability shifts, FID,

@@ -29,7 +29,7 @@ def report(
     findings: Annotated[Optional[str], typer.Option("--findings", help="Comma-separated classifier findings to chart (default: the model's).")] = None,
     pdf: Annotated[bool, typer.Option("--pdf", help="Also write the report as PDF.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")] = 8,
-    device: Annotated[Device, typer.Option("--device", help="auto: cuda when available.")] = "auto",
+    device: Device = "auto",
     progress: Annotated[bool, typer.Option(help="Cohort mode: show a progress bar on stderr.")] = True,
 ) -> None:
     """Counterfactual report of --input (OUT/report.html), or of the first --limit rows of

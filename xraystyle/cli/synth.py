@@ -25,7 +25,7 @@ def synth(
     size: Annotated[Optional[int], typer.Option("--size", help="Resample the square output to N x N pixels.")] = None,
     restore_geometry: Annotated[bool, typer.Option("--restore-geometry", help="Map outputs back to each source's shape and grey levels.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")] = 8,
-    device: Annotated[Device, typer.Option("--device", help="auto: cuda when available.")] = "auto",
+    device: Device = "auto",
     add: Annotated[Optional[str], typer.Option("--add", help="Multi-label: findings to add to the source's set (comma-separated).")] = None,
     remove: Annotated[Optional[str], typer.Option("--remove", help="Multi-label: findings to remove from the source's set.")] = None,
     source_findings: Annotated[Optional[str], typer.Option("--source-findings", help="Multi-label: the sources' findings for --add/--remove (comma-separated; others absent). Default: each manifest row's labels.")] = None,

@@ -23,7 +23,7 @@ def train(
     iters: Annotated[Optional[int], typer.Option(help="Total number of steps (a resumed run continues to it).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/<domains>).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the run folder's latest checkpoint.")] = False,
-    device: Annotated[Device, typer.Option(help="auto: cuda when available.")] = "auto",
+    device: Device = "auto",
     mode: Annotated[Optional[TrainMode], typer.Option(help="reference (fp32 eager) or fast (bf16, compile); default: from config (auto: fast on CUDA).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Global batch size.")] = None,
