@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -337,7 +338,7 @@ class Record:
 # ----------------------------------------------------------------------------- metrics
 
 
-class Metric:
+class Metric(ABC):
     """A cumulative metric: ``update(record)`` stores one source's item (or nothing where the
     metric is undefined for it), ``aggregate()`` gives value, bootstrap 95 % interval over
     sources (``N_BOOT`` resamples, fixed seed) and n (sources). Subclasses define ``name``,
@@ -357,8 +358,9 @@ class Metric:
     def applies(cls, task: Task, mode: str) -> bool:
         return task.kind in cls.kinds and mode in cls.modes
 
+    @abstractmethod
     def item(self, r: Record):
-        raise NotImplementedError
+        """This metric's value for one source (None where it is undefined for that source)."""
 
     def statistic(self, items: list) -> float:
         return float(np.mean(items))
