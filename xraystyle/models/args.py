@@ -78,6 +78,4 @@ class ModelArgs:
     def fixed_style_rows(self, y: torch.Tensor) -> torch.Tensor | None:
         """Bool (B,) mask of labels whose style is the deterministic normal one, or None when
         every target has sampled styles (``model.normal_style: sampled``, or no normal label)."""
-        if self.model.normal_style != "fixed":
-            return None
-        return self.labels.normal_rows(y)
+        return self.labels.fixed_style_rows(y, self.model.normal_style)

@@ -155,6 +155,11 @@ class LabelSpace:
             return None
         return y == self.names.index(NORMAL)
 
+    def fixed_style_rows(self, y: torch.Tensor, normal_style: str) -> torch.Tensor | None:
+        """Rows of ``y`` whose style is the deterministic normal one: the normal rows with
+        ``model.normal_style: fixed``, None with ``sampled`` (every target has diverse styles)."""
+        return self.normal_rows(y) if normal_style == "fixed" else None
+
     # ------------------------------------------------------------------ counterfactuals of a source
 
     def counterfactuals(self, source_text: str | None, source_set: torch.Tensor | None,

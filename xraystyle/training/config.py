@@ -133,7 +133,7 @@ class RunConfig:
     @property
     def labels(self) -> LabelSpace:
         """Domains or finding sets, as ``model.conditioning`` says (models/labels.py)."""
-        return self.model_args.labels
+        return LabelSpace.for_conditioning(self.model.conditioning, self.domains)
 
     @property
     def model_args(self) -> ModelArgs:
@@ -141,8 +141,9 @@ class RunConfig:
         return ModelArgs.from_run(self)
 
     def fixed_style_rows(self, y: torch.Tensor) -> torch.Tensor | None:
-        """Bool (B,) mask of labels whose style is the deterministic normal one (ModelArgs)."""
-        return self.model_args.fixed_style_rows(y)
+        """Bool (B,) mask of labels whose style is the deterministic normal one. Called three
+        times per training step: asks the label space directly, building no ModelArgs."""
+        return self.labels.fixed_style_rows(y, self.model.normal_style)
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
