@@ -18,4 +18,7 @@ class Stream(IntEnum):
     SET_TASK_SOURCES = 3  # sources of one finding-set evaluation task under --limit (evaluation/sets.py)
     EVAL_ROWS = 7  # rows drawn per domain for evaluation (evaluation/data.py)
     SET_SOURCES = 11  # multi-label evaluation sources under --limit (evaluation/sets.py)
+    FID_FLOOR = 13  # the two disjoint real draws of FID's real-vs-real floor (evaluation/runner.py)
+    TRUTH = 15  # sources' order and the baselines' draws of the truth benchmark (evaluation/truth.py)
+    STYLE_PROBE = 16  # bootstrap, permutations and noise codes of the style probes (evaluation/style_probe.py)
     SAMPLE_GRID = 2**31 - 1  # sources and references of the training sample grids (training/trainer.py)

@@ -65,13 +65,15 @@ def test_eval_cli_end_to_end(checkpoint, phantom_manifest, classifier_pt, tmp_pa
     assert meta["lpips"]["available"] is False
     assert meta["oracle"]["available"] is True  # a phantom cohort
     assert len(metrics["pairs"]) == 4 and all("validity" in p for p in metrics["pairs"])
+    assert all(p["fid_xray_real_floor"] is not None and p["fid_xray_n"] == 3 * 2 for p in metrics["pairs"])
+    assert meta["real_rate_split"] == "test" and meta["fid_split"] == "train"
     for name in ("validity.png", "prob_shift_hist.png", "summary.html", "examples/latent_normal_to_effusion.png"):
         assert (out / name).is_file(), name
     html = (out / "summary.html").read_text()
     assert "data:image/png;base64," in html and "http://" not in html and "https://" not in html
     # The phantom knows each image's acquisition: the style code's share of it is reported.
     assert set(metrics["style_physics"]["normal"]) >= {"style_r2/exposure", "image_r2/gamma"}
-    assert "Physics in the style code" in html
+    assert "Physics in the style code" in html and "FID real vs real, same n" in html
     res = runner.invoke(app, args)
     assert res.exit_code == 0
     lines = (out / "metrics.jsonl").read_text().splitlines()

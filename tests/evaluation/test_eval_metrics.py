@@ -7,12 +7,26 @@ import pytest
 import torch
 
 from xraystyle.evaluation.classifier import op_norm
-from xraystyle.evaluation.counterfactual import pair_changes, validity_summary
+from xraystyle.evaluation.counterfactual import JudgeSpace
 from xraystyle.evaluation.diversity import pairwise_feature_distance, pairwise_l1
-from xraystyle.evaluation.features import FeatureStats, fid, frechet_distance
+from xraystyle.evaluation.features import FeatureStats, fid, frechet_distance, real_floor
 from xraystyle.evaluation.identity import identity_scores
+from xraystyle.evaluation.metrics import Batch, Fid, JudgeVerdicts
 from xraystyle.evaluation.physics import global_stats, leakage_summary
 from xraystyle.evaluation.roc import auc, balanced_accuracy, youden_threshold
+from xraystyle.evaluation.tasks import PairTask, domain_set
+
+DOMAINS = ("normal", "effusion", "nodule")
+FINDINGS = ["effusion", "nodule"]
+
+
+def _batch(p_src, p_fake, task, feats=None):
+    """A Batch of b sources with K outputs each; images are blank (the judge metrics never read them)."""
+    b, k = p_fake.shape[:2]
+    asked = task.asked(np.tile(domain_set(task.target, FINDINGS), (b, 1)), FINDINGS)
+    feats_src, feats_fake = ({}, {}) if feats is None else ({"feats": feats[0]}, {"feats": feats[1]})
+    return Batch(torch.zeros(b, 1, 4, 4), torch.zeros(b * k, 1, 4, 4), p_src, p_fake, feats_src, feats_fake,
+                 np.tile(domain_set(task.source, FINDINGS), (b, 1)), asked, torch.ones(b, 4, 4, dtype=torch.bool), {})
 
 
 def test_fid_of_a_set_with_itself_is_zero_and_grows_with_a_shift():
@@ -65,23 +79,59 @@ def test_op_norm_maps_the_operating_point_to_one_half():
     assert out[0, 3] == pytest.approx(0.2 / 1.2)
 
 
+def _verdicts(source, target, p_src, p_out, p_real=np.zeros((0, 2))):
+    task = PairTask(source, target, DOMAINS)
+    metric = JudgeVerdicts(JudgeSpace.of(FINDINGS, np.array([0.5, 0.3]), FINDINGS, FINDINGS), task, FINDINGS, p_real)
+    half = len(p_src) // 2  # two updates: the metric accumulates
+    metric.update(_batch(p_src[:half], p_out[:half], task))
+    metric.update(_batch(p_src[half:], p_out[half:], task))
+    return metric.aggregate()
+
+
 def test_validity_probability_shift_and_off_target():
-    findings = ["effusion", "nodule"]
-    thr = np.array([0.5, 0.3])
     p_src = np.array([[0.1, 0.1], [0.2, 0.5]])
     p_out = np.array([[[0.9, 0.1], [0.4, 0.1]], [[0.6, 0.1], [0.7, 0.5]]])  # (N=2, K=2, F=2)
-    added, removed = pair_changes("normal", "effusion")
-    assert (added, removed) == ("effusion", None)
-    res = validity_summary(p_out, p_src, thr, findings, added, removed, p_real=np.array([[0.8, 0.0], [0.3, 0.0]]))
+    task = PairTask("normal", "effusion", DOMAINS)
+    assert (task.added, task.removed) == (("effusion",), ())
+    res = _verdicts("normal", "effusion", p_src, p_out, p_real=np.array([[0.8, 0.0], [0.3, 0.0]]))
     assert res["validity"] == 0.75
     assert res["base_rate"] == 0.0
     assert res["real_rate"] == 0.5
     assert res["prob_shift/effusion"] == pytest.approx(np.mean([0.8, 0.3, 0.4, 0.5]))
     assert res["off_target_shift"] == pytest.approx(0.4 / 4)  # nodule: 0.5 -> 0.1 once in four outputs
     assert res["off_target_flip_rate"] == 0.25  # ... which crosses its 0.3 operating point
-    swap = validity_summary(p_out, p_src, thr, findings, *pair_changes("nodule", "effusion"))
+    assert res["judge_present/effusion"] == 0.75 and "target_rate" not in res  # a pair checks the edit only
+    swap = _verdicts("nodule", "effusion", p_src, p_out)
     assert set(swap) >= {"added_rate", "removed_rate"} and "off_target_shift" not in swap
     assert swap["validity"] == pytest.approx(0.5)  # effusion >= .5 and nodule < .3
+    assert "real_rate" not in swap  # no real target images
+
+
+def test_real_floor_draws_disjoint_real_sets_and_shows_the_small_sample_bias():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(400, 16))
+    small, n_small = real_floor(real, 10, np.random.default_rng(1))
+    large, n_large = real_floor(real, 200, np.random.default_rng(1))
+    assert (n_small, n_large) == (10, 200)
+    assert small > 5 * large > 0  # the same distribution, far from 0 at small n: why FID needs its floor
+    order = np.random.default_rng(1).permutation(400)
+    assert small == pytest.approx(fid(real[order[:10]], real[order[10:20]]))  # two disjoint draws
+    split, n_split = real_floor(real, 300, np.random.default_rng(1))  # fewer than 2n: split half
+    assert n_split == 200 and split == pytest.approx(large)
+    assert math.isnan(real_floor(real[:3], 10, rng)[0])
+
+
+def test_fid_metric_reports_its_sample_sizes_and_floor():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(50, 4))
+    task = PairTask("normal", "effusion", DOMAINS)
+    metric = Fid("xray", "feats", real, lambda n: real_floor(real, n, np.random.default_rng(0)))
+    p = np.zeros((3, 2, 2))
+    metric.update(_batch(p[:, 0], p, task, feats=(rng.normal(size=(3, 4)), rng.normal(size=(6, 4)) + 1.0)))
+    res = metric.aggregate()
+    assert res["fid_xray_n"] == 6 and res["fid_xray_n_real"] == 50 and res["fid_xray_floor_n"] == 6
+    assert res["fid_xray_real_floor"] == real_floor(real, 6, np.random.default_rng(0))[0]
+    assert res["fid_xray"] > 0 and math.isfinite(res["fid_xray_source_baseline"])
 
 
 def test_diversity_measures():

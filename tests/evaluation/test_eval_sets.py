@@ -1,4 +1,5 @@
-"""Multi-label evaluation (evaluation/sets.py): tasks, scoring, and a run on a two-finding phantom."""
+"""Multi-label evaluation: the finding-set tasks (evaluation/sets.py), their scoring by the shared
+metrics, and a run of the loop on a two-finding phantom."""
 
 import json
 
@@ -10,7 +11,10 @@ from typer.testing import CliRunner
 
 from xraystyle.cli import app
 from xraystyle.evaluation import EvalOptions, load_classifier
-from xraystyle.evaluation.sets import SetTask, _judge_scores, _sources, _Task, run_set_evaluation, set_tasks
+from xraystyle.evaluation.counterfactual import JudgeSpace
+from xraystyle.evaluation.metrics import Batch, JudgeVerdicts
+from xraystyle.evaluation.runner import run_set_evaluation
+from xraystyle.evaluation.sets import SetTask, set_tasks
 
 FINDINGS = ["effusion", "nodule"]
 NAN = float("nan")
@@ -26,23 +30,43 @@ def test_tasks_cover_add_remove_and_sets_and_mark_the_held_out_one():
 
 def test_sources_need_known_labels_and_keep_the_rest_of_the_set():
     sets = np.array([[0, 0], [1, 0], [0, 1], [1, 1], [0, NAN], [NAN, 0]])
-    rows, target = _sources(SetTask("add", ("effusion",)), sets, FINDINGS)
+    rows, target = SetTask("add", ("effusion",)).sources(sets, FINDINGS)
     assert rows.tolist() == [0, 2, 4] and target[:2].tolist() == [[1, 0], [1, 1]]
     assert np.isnan(target[2, 1])  # row 4 is still unknown for nodule: run_set_evaluation never loads it
-    rows, target = _sources(SetTask("remove", ("nodule",)), sets, FINDINGS)
+    rows, target = SetTask("remove", ("nodule",)).sources(sets, FINDINGS)
     assert rows.tolist() == [2, 3] and target.tolist() == [[0, 0], [1, 0]]
-    rows, target = _sources(SetTask("set", ("effusion", "nodule")), sets, FINDINGS)
+    rows, target = SetTask("set", ("effusion", "nodule")).sources(sets, FINDINGS)
     assert rows.tolist() == [0] and target.tolist() == [[1, 1]]
 
 
+def test_real_target_images_of_each_kind_of_task():
+    sets = np.array([[0, 0], [1, 0], [0, 1], [1, 1]])
+    assert SetTask("add", ("effusion",)).real_rows(sets, FINDINGS).tolist() == [False, True, False, True]
+    assert SetTask("remove", ("effusion",)).real_rows(sets, FINDINGS).tolist() == [True, False, True, False]
+    assert SetTask("set", ("nodule",)).real_rows(sets, FINDINGS).tolist() == [False, False, True, False]
+
+
+def _judge_batch(p_src, p_fake, target):
+    """A Batch with what JudgeVerdicts reads (the judge's probabilities and the asked sets)."""
+    b, k = p_fake.shape[:2]
+    return Batch(torch.zeros(b, 1, 4, 4), torch.zeros(b * k, 1, 4, 4), p_src, p_fake, {}, {},
+                 np.zeros_like(target), target, torch.ones(b, 4, 4, dtype=torch.bool), {})
+
+
 def test_judge_scores_compare_every_judged_finding_with_the_target_set():
-    ctx = _Task(SetTask("add", ("effusion",)), FINDINGS, FINDINGS, [0, 1], np.array([0.5, 0.5]), 2, 8, {}, {}, None)
+    space = JudgeSpace.of(FINDINGS, np.array([0.5, 0.5]), FINDINGS, FINDINGS)
+    task = SetTask("add", ("effusion",))
     p_src = np.array([[0.1, 0.9], [0.1, 0.1]])
     target = np.array([[1.0, 1.0], [1.0, 0.0]])
     # source 0: effusion added, nodule kept / lost; source 1: added twice, nodule appears once.
     p_out = np.array([[[0.8, 0.9], [0.8, 0.2]], [[0.7, 0.1], [0.9, 0.6]]])
-    r = _judge_scores(p_src, p_out, target, ctx)
+    # real images with effusion: the judge sees it in two of three (the ceiling of target_rate)
+    p_real = np.array([[0.9, 0.1], [0.2, 0.9], [0.7, 0.7]])
+    verdicts = JudgeVerdicts(space, task, FINDINGS, p_real)
+    verdicts.update(_judge_batch(p_src, p_out, task.asked(target, FINDINGS)))
+    r = verdicts.aggregate()
     assert r["validity"] == 0.5 and r["target_rate"] == 1.0 and r["base_rate"] == 0.0
+    assert r["real_rate"] == pytest.approx(2 / 3)
     assert r["off_target_flip_rate"] == 0.5
     assert r["prob_shift/effusion"] == pytest.approx(np.mean([0.7, 0.7, 0.6, 0.8]))
     assert r["judge_present/effusion"] == 1.0 and r["judge_present/nodule"] == 0.5
@@ -108,6 +132,33 @@ def test_identity_generator_scores_the_base_rate_on_every_task(ml_phantom, ml_ru
     # add effusion to a nodule-positive source asks for the held-out pair: counted, not hidden
     add_eff = next(r for r in rows if r["target"] == "add-effusion" and r["mode"] == "latent")
     assert 0.0 <= add_eff["held_out_share"] <= 1.0 and "held_out_share" not in rows[-1]
+
+
+def test_set_real_rates_come_from_the_evaluation_split(ml_phantom, ml_run, ml_judge, tmp_path):
+    from xraystyle.cohorts.manifest import write_manifest
+    from xraystyle.data.cache import build_tensor_cache
+    from xraystyle.trained import load_trained_model
+
+    df = ml_phantom.df.copy()
+    val = df["split"] == "val"
+    df.loc[val, FINDINGS] = 1.0 - df.loc[val, FINDINGS]  # wrong labels on the fid split: they must not matter
+    flipped = write_manifest(df, tmp_path / "flipped.csv", root=ml_phantom.root)
+    model = load_trained_model(ml_run)
+    judge = load_classifier(str(ml_judge))
+    opts = EvalOptions(n_styles=1, limit=2, oracle="off", progress=False, n_examples=0, modes=("latent",),
+                       fid_split="val")
+    rows = run_set_evaluation(model, flipped, judge, opts, max_set_size=1, cache_dir=tmp_path).metrics["pairs"]
+    test = flipped.subset("test")
+    images = build_tensor_cache(test, model.preprocess, tmp_path / "tensors", progress=False).images
+    decided = (judge.predict_proba(torch.from_numpy(np.asarray(images, np.float32))).detach().numpy()
+               >= judge.thresholds.detach().cpu().numpy())
+    has = test.finding_matrix(FINDINGS) == 1
+    for j, f in enumerate(FINDINGS):
+        by_target = {r["target"]: r["real_rate"] for r in rows}
+        assert by_target[f"add-{f}"] == pytest.approx(decided[has[:, j], j].mean())  # sensitivity on test
+        assert by_target[f"remove-{f}"] == pytest.approx((~decided[~has[:, j], j]).mean())  # specificity
+        only = (has == (np.arange(2) == j)).all(axis=1)
+        assert by_target[f] == pytest.approx((decided[only] == (np.arange(2) == j)).all(axis=1).mean())
 
 
 def test_eval_cli_evaluates_a_multi_label_checkpoint_per_set(ml_phantom, ml_run, ml_judge, tmp_path):

@@ -1,5 +1,6 @@
 """Evaluation inputs: which rows are sources, references and real target images; their
-pre-processed tensors; finding masks and priors; cached real-image features.
+pre-processed tensors (a :class:`Pool` labels each row with its finding set, so every task
+picks its rows the same way); finding masks and priors; cached real-image features.
 
 Images come from the training tensor cache (``xraystyle.data.cache``): the deterministic
 pipeline (read -> robust window -> resize-pad) run once per (rows, preprocessing) and kept as
@@ -12,7 +13,7 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -41,6 +42,51 @@ class ImageSet:
 
     def batch(self, idx) -> torch.Tensor:
         return torch.from_numpy(np.asarray(self.images[np.asarray(idx)], dtype=np.float32))
+
+
+@dataclass
+class Pool:
+    """Image sets read as one (one per domain, so their caches stay per domain) and the 0/1
+    finding set (N, F) of every row."""
+
+    parts: list[ImageSet]
+    sets: np.ndarray
+    offsets: np.ndarray = field(init=False)  # first row of each part
+    _by_set: dict[bytes, np.ndarray] | None = field(init=False, default=None)
+
+    def __post_init__(self):
+        self.offsets = np.cumsum([0] + [len(p) for p in self.parts])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def batch(self, idx) -> torch.Tensor:
+        idx = np.asarray(idx)
+        part = np.searchsorted(self.offsets, idx, side="right") - 1
+        size = self.parts[0].images.shape[-1]
+        out = torch.empty(len(idx), 1, size, size)
+        for p in np.unique(part):
+            sel = part == p
+            out[torch.from_numpy(sel)] = self.parts[p].batch(idx[sel] - self.offsets[p])
+        return out
+
+    def rows_with(self, finding_set: np.ndarray) -> np.ndarray:
+        """Rows whose set is exactly ``finding_set`` (F,)."""
+        if self._by_set is None:
+            groups: dict[bytes, list[int]] = {}
+            for i, s in enumerate(self.sets):
+                groups.setdefault(_set_key(s), []).append(i)
+            self._by_set = {k: np.asarray(v) for k, v in groups.items()}
+        return self._by_set.get(_set_key(finding_set), np.zeros(0, np.int64))
+
+    def masks(self, finding: str, size: int) -> torch.Tensor | None:
+        """(N, S, S) the rows' masks of ``finding``, None when the manifest has no mask column."""
+        parts = [source_masks(p.manifest, finding, size) for p in self.parts]
+        return None if any(m is None for m in parts) else torch.cat(parts)
+
+
+def _set_key(finding_set: np.ndarray) -> bytes:
+    return np.asarray(finding_set, np.int8).tobytes()
 
 
 def select_rows(manifest: Manifest, domains: list[str], domain: str, split: str | None, limit: int | None,

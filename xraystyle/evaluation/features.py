@@ -2,14 +2,17 @@
 
 FID = |mu_a - mu_b|^2 + tr(S_a) + tr(S_b) - 2 tr((S_a S_b)^(1/2)).
 
-Hand-written rather than ``monai.metrics.FIDMetric`` for two reasons: the real-image side is
-cached as (mean, covariance), which FIDMetric cannot take; and our sets are small next to the
+Hand-written rather than ``monai.metrics.FIDMetric``: our sets are small next to the
 feature width (tens to hundreds of images, 128-2048 features), so the covariances are
 rank-deficient, where ``scipy.linalg.sqrtm`` of the non-symmetric product returns complex
 noise that FIDMetric prints about and may refuse. We use tr((S_a S_b)^(1/2)) =
 sum sqrt(eig(S_a^(1/2) S_b S_a^(1/2))), a symmetric PSD eigenproblem (``scipy.linalg.eigh``)
 that is real and stable at any rank. The test suite checks it against FIDMetric on
 well-conditioned data.
+
+FID from n samples is biased upwards, by roughly tr(S)/n per side: at the tens to thousands of
+images an evaluation has, two draws of the *same* real distribution are far from 0 apart.
+:func:`real_floor` measures that floor at the evaluation's n; an FID is read against it.
 """
 
 from __future__ import annotations
@@ -61,6 +64,18 @@ def frechet_distance(a: FeatureStats, b: FeatureStats) -> float:
 def fid(feats_a, feats_b) -> float:
     """FID between two feature sets (N, F) and (M, F)."""
     return frechet_distance(FeatureStats.of(feats_a), FeatureStats.of(feats_b))
+
+
+def real_floor(real, n: int, rng: np.random.Generator) -> tuple[float, int]:
+    """(FID, draw size) between two disjoint seeded draws of ``n`` rows of ``real`` (M, F): the
+    FID a perfect generator would score at this n. With fewer than 2n rows, the two halves of
+    a seeded split (draw size M // 2); NaN when a draw would have fewer than two rows."""
+    a = np.asarray(real, dtype=np.float64)
+    m = min(n, len(a) // 2)
+    if m < 2:
+        return float("nan"), m
+    order = rng.permutation(len(a))
+    return fid(a[order[:m]], a[order[m:2 * m]]), m
 
 
 # ----------------------------------------------------------------------------- Inception-v3

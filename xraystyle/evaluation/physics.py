@@ -11,6 +11,9 @@ itself has. A style spread close to the real spread means the style code carries
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -107,4 +110,35 @@ def style_physics_leakage(styles: np.ndarray, descriptors: np.ndarray, physics: 
         short = name.removeprefix("phys_")
         out[f"style_r2/{short}"] = cv_r2(styles, values)
         out[f"image_r2/{short}"] = cv_r2(descriptors, values)
+    return out
+
+
+@torch.no_grad()
+def style_physics_report(model, pools: dict, batch_size: int) -> dict[str, Any]:
+    """Does the style encoder read the acquisition? :func:`style_physics_leakage` of E's style
+    codes of real images (``pools``: domain -> ImageSet), per domain of a TrainedModel.
+    Domains with the deterministic style are skipped: their codes are never used."""
+    out: dict[str, Any] = {}
+    dev = model.device
+    for d, pool in pools.items():
+        df = pool.manifest.df
+        if len(pool) < 10 or not all(c in df.columns for c in PHYSICS_COLUMNS):
+            continue
+        y = torch.full((len(pool),), model.domains.index(d), dtype=torch.long)
+        fixed = model.fixed(y[:1])
+        if fixed is not None and bool(fixed.all()):
+            out[d] = {"skipped": "deterministic style"}
+            continue
+        codes, desc = [], []
+        for i in range(0, len(pool), batch_size):
+            x = pool.batch(np.arange(i, min(i + batch_size, len(pool))))
+            codes.append(model.nets["E"](x.to(dev), y[i:i + len(x)].to(dev)).float().cpu().numpy())
+            desc.append(image_descriptors(x))
+        phys = {c: df[c].to_numpy(np.float64) for c in PHYSICS_COLUMNS}
+        out[d] = style_physics_leakage(np.concatenate(codes), np.concatenate(desc), phys)
+    per = [v for v in out.values() if "skipped" not in v]
+    if per:
+        for kind in ("style_r2", "image_r2"):
+            vals = [r[k] for r in per for k in r if k.startswith(kind + "/") and math.isfinite(r[k])]
+            out[f"mean_{kind}"] = float(np.mean(vals)) if vals else float("nan")
     return out

@@ -1,7 +1,7 @@
 """The ``eval`` job: a checkpoint judged on a cohort, results written. :func:`run_eval` is what
-``xraystyle eval`` calls. Domain models are evaluated per (source, target) pair
-(evaluation/runner.py), finding-set models per finding and per set (evaluation/sets.py); the
-model's label space decides which."""
+``xraystyle eval`` calls. Domain models are evaluated per (source, target) pair, finding-set
+models per finding and per set (both by the loop of evaluation/runner.py); the model's label
+space decides which."""
 
 from __future__ import annotations
 
@@ -20,8 +20,7 @@ def run_eval(checkpoint: Path, cohort: Path, classifier: str, options: EvalOptio
     from ..trained import load_trained_model
     from ..training.accel import resolve_device
     from .classifier import load_classifier
-    from .runner import run_evaluation
-    from .sets import run_set_evaluation
+    from .runner import run_evaluation, run_set_evaluation
     from .summary import write_outputs
 
     if max_set_size is not None and max_set_size < 1:

@@ -1,15 +1,16 @@
-"""The evaluation loop: every source -> target domain pair, latent- and reference-guided.
+"""The evaluation loop: every task x mode of a model, scored by one set of metric objects.
 
-For each source domain, up to ``limit`` real images of the evaluation split are translated
-into every other domain with K styles each (K random latent codes, or K references drawn from
-the target domain's real images of the same split, seeded), as in the StarGAN v2 protocol.
-Each (pair, mode) gets: counterfactual validity and probability shifts (counterfactual.py),
-FID against real target-domain images in the classifier's feature space and, when its weights
-are cached, Inception space (features.py), diversity among the K outputs (diversity.py),
-identity preservation outside the finding (identity.py), physics leakage (physics.py) and, on
-phantom cohorts, the oracle's verdict and its agreement with the classifier (oracle.py).
+A task is one counterfactual question (tasks.py): a source -> target domain pair of a domain
+model, or add f / remove f / set T of a finding-set model (sets.py). :func:`evaluate_tasks`
+runs each in both modes as in the StarGAN v2 protocol: real sources of the evaluation split, K
+outputs each (K random latent codes, or K references drawn, seeded, among the split's real
+images whose own set is exactly the target), every chunk of sources fed to the metric objects
+(metrics.py): the judge's verdicts, FID with its real-vs-real floor, diversity, identity
+outside the edit, physics leakage and, on phantom cohorts, the oracle. One loop, so a metric
+is written once for both kinds of model.
 
-:func:`run_evaluation` returns an :class:`EvalResult` (metrics dict + arrays for plots);
+:func:`run_evaluation` (domain models) and :func:`run_set_evaluation` (finding-set models) pick
+the rows and the tasks and return an :class:`EvalResult` (metrics.json + arrays for plots);
 :func:`evaluate_model` is the fast variant for training loops, returning flat scalars.
 """
 
@@ -19,6 +20,7 @@ import datetime as _dt
 import logging
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +30,18 @@ from tqdm import tqdm
 
 from ..cohorts.manifest import Manifest, load_manifest
 from ..cohorts.vocabulary import NORMAL
-from ..errors import ConfigError, MissingWeightsError
+from ..errors import ConfigError, MissingWeightsError, XrayStyleError
 from ..models.args import ModelArgs
 from ..models.translate import translate_latent, translate_reference
+from ..streams import Stream
 from ..trained import TrainedModel
-from .counterfactual import pair_changes, success, validity_summary
-from .data import ImageSet, cached_arrays, check_domains, load_set, manifest_prior, select_rows, source_masks
-from .diversity import pairwise_feature_distance, pairwise_l1
-from .features import FeatureStats, frechet_distance
-from .identity import identity_scores
-from .physics import PHYSICS_COLUMNS, global_stats, image_descriptors, leakage_summary, style_physics_leakage
+from .counterfactual import JudgeSpace
+from .data import ImageSet, Pool, cached_arrays, check_domains, load_set, manifest_prior, select_rows
+from .features import real_floor
+from .metrics import Batch, Diversity, Fid, Identity, JudgeVerdicts, Metric, OracleVerdicts, PhysicsLeakage
+from .physics import global_stats, style_physics_report
+from .sets import KINDS, set_tasks
+from .tasks import Task, domain_set, pair_tasks
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +51,19 @@ PRIOR_REGION = 0.05  # a pixel is "where the finding goes" when this share of po
 
 @dataclass
 class EvalOptions:
-    split: str = "test"  # sources and references
+    split: str = "test"  # sources, references and the judge's real rate
     n_styles: int = 10  # K outputs per source (paper: 10)
     modes: tuple[str, ...] = MODES
-    limit: int | None = None  # at most this many sources per source domain
+    limit: int | None = None  # at most this many sources per source domain / per task
     seed: int = 0
     batch_size: int = 32  # images per forward pass
-    fid_split: str = "train"  # real target-domain images for FID (paper: training images)
-    max_real: int | None = 2000  # real images per domain for FID, real rates and spreads
+    fid_split: str = "train"  # real target images for FID and real spreads (paper: training images)
+    max_real: int | None = 2000  # real images per domain (per pool for sets) for references, real rates, FID, spreads
     inception: bool = True  # Inception FID when the weights are cached
     lpips: bool = True  # LPIPS diversity when the weights are cached
     oracle: str = "auto"  # auto (phantom cohorts), on, off
     oracle_patients: int = 64
-    n_examples: int = 4  # sources shown per pair in example grids
+    n_examples: int = 4  # sources shown per task in example grids
     progress: bool = True
 
     def __post_init__(self):
@@ -102,13 +106,13 @@ def as_trained_model(model_like, cfg=None, step: int | None = None) -> TrainedMo
                                            step if step is not None else getattr(model_like, "step", None))
     if model.labels.kind != "domains":
         raise ConfigError("evaluate: multi-label (finding-set) models are evaluated per finding and per set "
-                          "by evaluation.sets.run_set_evaluation (xraystyle eval picks it)")
+                          "by evaluation.runner.run_set_evaluation (xraystyle eval picks it)")
     return model
 
 
 @dataclass
 class PairArrays:
-    """Per-output arrays of one (pair, mode), kept for plots (not written to metrics.json)."""
+    """Per-output arrays of one (task, mode), kept for plots (not written to metrics.json)."""
 
     shift_added: np.ndarray | None = None
     shift_removed: np.ndarray | None = None
@@ -139,14 +143,15 @@ class Judges:
         self.clf, self.inception, self.lpips, self.oracle = classifier, inception, lpips, oracle
         self.bs = batch_size
 
-    def run(self, x: torch.Tensor) -> dict[str, np.ndarray]:
+    def run(self, x: torch.Tensor, inception: bool = True) -> dict[str, np.ndarray]:
+        """``probs`` (N, C), the judge's features ``feats`` and, when loaded, ``inception``."""
         probs, feats, inc = [], [], []
         for i in range(0, len(x), self.bs):
             xb = x[i:i + self.bs]
             logits, f = self.clf.logits_and_features(xb)
             probs.append(torch.sigmoid(logits).cpu())
             feats.append(f.cpu())
-            if self.inception is not None:
+            if inception and self.inception is not None:
                 inc.append(self.inception(xb).cpu())
         out = {"probs": torch.cat(probs).double().numpy(), "feats": torch.cat(feats).double().numpy()}
         if inc:
@@ -154,282 +159,356 @@ class Judges:
         return out
 
 
-def _real_arrays(judges: Judges, real: ImageSet, cache_dir: Path, progress: bool, what: str) -> dict[str, np.ndarray]:
+def _real_arrays(judges: Judges, real: ImageSet, cache_dir: Path, progress: bool, what: str,
+                 inception: bool) -> dict[str, np.ndarray]:
     def compute():
         parts = []
         bar = tqdm(total=len(real), desc=f"features {what}", unit="img", disable=not progress, leave=False)
         for i in range(0, len(real), judges.bs):
-            parts.append(judges.run(real.batch(np.arange(i, min(i + judges.bs, len(real))))))
+            parts.append(judges.run(real.batch(np.arange(i, min(i + judges.bs, len(real)))), inception))
             bar.update(min(judges.bs, len(real) - i))
         bar.close()
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
 
     ids = {"rows": real.key, "n": len(real), "classifier": judges.clf.identity,
-           "inception": None if judges.inception is None else judges.inception.identity}
+           "inception": judges.inception.identity if inception and judges.inception is not None else None}
     return cached_arrays(cache_dir, ids, compute) if len(real) else {}
 
 
-def _fid(feats: np.ndarray, real: dict, key: str) -> float:
-    if key not in real or len(real[key]) < 2 or len(feats) < 2:
-        return float("nan")
-    return frechet_distance(FeatureStats.of(feats), FeatureStats.of(real[key]))
+def _pool_arrays(judges: Judges, pool: Pool, cache_dir: Path, progress: bool, what: str,
+                 inception: bool) -> dict[str, np.ndarray]:
+    """The judges' arrays of every row of a pool, cached per part."""
+    parts = [a for p in pool.parts if (a := _real_arrays(judges, p, cache_dir, progress, what, inception))]
+    if not parts:
+        return {"probs": np.zeros((0, len(judges.clf.findings)))}
+    return {k: np.concatenate([a[k] for a in parts]) for k in parts[0]}
 
 
-def output_scores(x_out: torch.Tensor, x_rep: torch.Tensor, x_src: torch.Tensor, keep: torch.Tensor,
-                  K: int) -> dict[str, np.ndarray]:
-    """Identity (SSIM, L1) of each of the K outputs per source against its source, and global
-    intensity statistics of outputs (b, K, 2) and sources (b, 2), all over the ``keep`` pixels."""
-    keep_rep = keep.repeat_interleave(K, dim=0)
-    ssim, l1 = identity_scores(x_out, x_rep, keep_rep)
-    return {"ssim": ssim, "l1": l1, "stats_out": global_stats(x_out, keep_rep).reshape(len(keep), K, 2),
-            "stats_src": global_stats(x_src, keep)}
-
-
-def _keep_mask(src_mask: torch.Tensor | None, prior: np.ndarray | None, n: int, size: int) -> torch.Tensor:
-    """(n, S, S) True outside the finding region (source masks and the added finding's prior)."""
-    keep = torch.ones(n, size, size, dtype=torch.bool)
-    if src_mask is not None:
-        keep &= ~src_mask
-    if prior is not None:
-        keep &= ~torch.from_numpy(prior >= PRIOR_REGION)[None]
+def _region_keep(region: tuple[str, ...], priors: dict[str, np.ndarray | None], size: int) -> torch.Tensor:
+    """(1, S, S) True outside where the region's findings go (their cohort priors)."""
+    keep = torch.ones(1, size, size, dtype=torch.bool)
+    for f in region:
+        if priors.get(f) is not None:
+            keep &= ~torch.from_numpy(np.asarray(priors[f]) >= PRIOR_REGION)[None]
     return keep
+
+
+@dataclass
+class Evaluation:
+    """What every task of one evaluation shares: the model, the judges, and three labelled
+    pools: ``sources`` and ``refs`` (references and the judge's real rate) of the evaluation
+    split, ``real`` (FID, real spreads) of the fid split, with the judges' arrays of the last two."""
+
+    model: TrainedModel
+    judges: Judges
+    space: JudgeSpace
+    findings: list[str]  # the model's findings: the columns of every pool's sets
+    sources: Pool
+    refs: Pool
+    real: Pool
+    priors: dict[str, np.ndarray | None]
+    opt: EvalOptions
+    cache_dir: Path
+    holdout: list[list[str]] = field(default_factory=list)
+    ref_probs: np.ndarray = field(init=False)  # (len(refs), C)
+    real_arrays: dict[str, np.ndarray] = field(init=False)  # Judges.run of every row of real
+    masks: dict[str, torch.Tensor | None] = field(init=False)  # finding -> (len(sources), S, S)
+
+    def __post_init__(self):
+        cache, progress = self.cache_dir / "eval-features", self.opt.progress
+        self.ref_probs = _pool_arrays(self.judges, self.refs, cache, progress, "references", inception=False)["probs"]
+        self.real_arrays = _pool_arrays(self.judges, self.real, cache, progress, "real", inception=True)
+        self.masks = {f: self.sources.masks(f, self.model.size) for f in self.findings}
+
+
+@dataclass
+class RealTarget:
+    """A task's real target images: fid-split features and global statistics (outside the task's
+    region), evaluation-split judge probabilities; FID floors computed once per (space, n)."""
+
+    arrays: dict[str, np.ndarray]
+    stats: np.ndarray | None
+    probs: np.ndarray
+    seed: int
+    floors: dict[tuple[str, int], tuple[float, int]] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.arrays.get("feats", ()))
+
+    def floor(self, key: str, n: int) -> tuple[float, int]:
+        if (key, n) not in self.floors:
+            rng = np.random.default_rng([self.seed, Stream.FID_FLOOR, n])
+            self.floors[(key, n)] = real_floor(self.arrays[key], n, rng) if key in self.arrays else (float("nan"), 0)
+        return self.floors[(key, n)]
+
+
+def _real_target(ev: Evaluation, task: Task) -> RealTarget:
+    fid_rows = np.flatnonzero(task.real_rows(ev.real.sets, ev.findings))
+    ref_rows = np.flatnonzero(task.real_rows(ev.refs.sets, ev.findings))
+    keep = _region_keep(task.region, ev.priors, ev.model.size)
+    stats = (np.concatenate([global_stats(ev.real.batch(fid_rows[i:i + 256]), keep) for i in range(0, len(fid_rows), 256)])
+             if len(fid_rows) else None)
+    arrays = {k: v[fid_rows] for k, v in ev.real_arrays.items() if k != "probs"}
+    return RealTarget(arrays, stats, ev.ref_probs[ref_rows], ev.opt.seed)
+
+
+def _metrics(ev: Evaluation, task: Task, real: RealTarget) -> list[Metric]:
+    region_known = (any(ev.priors.get(f) is not None for f in task.region)
+                    or any(ev.masks.get(f) is not None for f in task.removed))
+    metrics: list[Metric] = [JudgeVerdicts(ev.space, task, ev.findings, real.probs),
+                             Fid("xray", "feats", real.arrays.get("feats"), partial(real.floor, "feats"))]
+    if ev.judges.inception is not None:
+        metrics.append(Fid("inception", "inception", real.arrays.get("inception"), partial(real.floor, "inception")))
+    metrics += [Diversity(ev.judges.lpips, real.arrays.get("feats")), Identity(region_known),
+                PhysicsLeakage(real.stats)]
+    if ev.judges.oracle is not None:
+        metrics.append(OracleVerdicts(ev.judges.oracle, ev.findings, task, ev.space))
+    return metrics
+
+
+def evaluate_tasks(ev: Evaluation, tasks: list[Task]) -> tuple[list[dict[str, Any]], dict[tuple[str, str, str], PairArrays]]:
+    """One row per mode x task (metrics.json ``pairs``) and the arrays for plots."""
+    rows: list[dict[str, Any]] = []
+    arrays: dict[tuple[str, str, str], PairArrays] = {}
+    reals: dict[str, RealTarget] = {}
+    bar = tqdm(total=len(tasks) * len(ev.opt.modes), desc="evaluate", unit="task", disable=not ev.opt.progress,
+               dynamic_ncols=True)
+    for mode in ev.opt.modes:
+        for position, task in enumerate(tasks):
+            if task.target not in reals:
+                reals[task.target] = _real_target(ev, task)
+            rows.append(_task_row(ev, task, position, mode, reals[task.target], arrays))
+            bar.update(1)
+    bar.close()
+    return rows, arrays
+
+
+def _task_row(ev: Evaluation, task: Task, position: int, mode: str, real: RealTarget,
+              arrays: dict[tuple[str, str, str], PairArrays]) -> dict[str, Any]:
+    opt = ev.opt
+    src_rows, trg = task.sources(ev.sources.sets, ev.findings)
+    refs = None
+    if mode == "reference":  # only sources for which a reference with exactly the target set exists
+        refs = [ev.refs.rows_with(t) for t in trg]
+        has = np.array([len(r) > 0 for r in refs], bool)
+        src_rows, trg, refs = src_rows[has], trg[has], [r for r, h in zip(refs, has) if h]
+    if opt.limit is not None and len(src_rows) > opt.limit:  # seeded per task, whatever the mode
+        keep = np.sort(np.random.default_rng([opt.seed, position, Stream.SET_TASK_SOURCES])
+                       .choice(len(src_rows), size=opt.limit, replace=False))
+        src_rows, trg = src_rows[keep], trg[keep]
+        refs = None if refs is None else [refs[i] for i in keep]
+    row = {**task.header(), "mode": mode, "n_sources": int(len(src_rows)), "n_styles": opt.n_styles,
+           "n_real_target": real.n}
+    share = task.held_out_share(trg, ev.findings, ev.holdout)
+    if share is not None:
+        row["held_out_share"] = share
+    if not len(src_rows):
+        log.warning("%s -> %s (%s): no source of split %s%s: skipped", task.source, task.target, mode, opt.split,
+                    " with a reference of the target" if mode == "reference" else "")
+        return row
+    row.update(_score(ev, task, position, mode, src_rows, trg, refs, real, arrays))
+    return row
+
+
+def _translate(model: TrainedModel, x_rep: torch.Tensor, y_trg: torch.Tensor, guide: torch.Tensor, mode: str,
+               batch_size: int) -> torch.Tensor:
+    """x_fake for each row of x_rep: guided by a latent code z (latent) or a reference x_ref."""
+    dev, outs = model.device, []
+    for i in range(0, len(x_rep), batch_size):
+        part = slice(i, i + batch_size)
+        y_b, x_b, g_b = y_trg[part].to(dev), x_rep[part].to(dev), guide[part].to(dev)
+        if mode == "latent":
+            outs.append(translate_latent(model.nets, x_b, y_b, g_b, model.fixed(y_b)).float().cpu())
+        else:
+            outs.append(translate_reference(model.nets, x_b, g_b, y_b, model.fixed(y_b)).float().cpu())
+    return torch.cat(outs)
+
+
+@torch.no_grad()
+def _score(ev: Evaluation, task: Task, position: int, mode: str, src_rows: np.ndarray, trg: np.ndarray,
+           refs: list[np.ndarray] | None, real: RealTarget, arrays: dict) -> dict[str, Any]:
+    model, opt, K, size = ev.model, ev.opt, ev.opt.n_styles, ev.model.size
+    key = [opt.seed, *task.seed_key(position), MODES.index(mode)]
+    gen = torch.Generator().manual_seed(int(np.random.SeedSequence(key).generate_state(1)[0]))
+    rng = np.random.default_rng([*key, 1])
+    metrics = _metrics(ev, task, real)
+    asked, y_trg = task.asked(trg, ev.findings), task.condition(trg, model.domains)
+    region = _region_keep(task.region, ev.priors, size)
+    examples: list[np.ndarray] = []
+    per_src = max(1, opt.batch_size // K)
+    for start in range(0, len(src_rows), per_src):
+        part = slice(start, start + per_src)
+        idx = src_rows[part]
+        b = len(idx)
+        x_src = ev.sources.batch(idx)
+        if mode == "latent":
+            guide = torch.randn(b * K, model.latent_dim, generator=gen)
+        else:
+            guide = ev.refs.batch(np.concatenate([rng.choice(r, size=K, replace=len(r) < K) for r in refs[part]]))
+        x_fake = _translate(model, x_src.repeat_interleave(K, dim=0), y_trg[part].repeat_interleave(K, dim=0), guide,
+                            mode, opt.batch_size)
+        j_src, j_fake = ev.judges.run(x_src), ev.judges.run(x_fake)
+        masks = {f: m[idx] for f, m in ev.masks.items() if m is not None}
+        keep = region.expand(b, size, size).clone()
+        for f in task.removed:  # a removed finding's own region: the source's mask
+            if f in masks:
+                keep &= ~masks[f]
+        batch = Batch(x_src, x_fake, j_src["probs"], j_fake["probs"].reshape(b, K, -1),
+                      {k: v for k, v in j_src.items() if k != "probs"}, {k: v for k, v in j_fake.items() if k != "probs"},
+                      ev.sources.sets[idx], asked[part], keep, masks)
+        for m in metrics:
+            m.update(batch)
+        n_ex = max(0, opt.n_examples - sum(len(e) for e in examples))
+        if n_ex:
+            outs_k = x_fake.reshape(b, K, 1, size, size)
+            examples.append(torch.cat([x_src[:n_ex, None], outs_k[:n_ex, :min(K, 5)]], dim=1)[:, :, 0].numpy())
+    res: dict[str, Any] = {}
+    for m in metrics:
+        res.update(m.aggregate())
+    judge = metrics[0]
+    arrays[(task.source, task.target, mode)] = PairArrays(
+        shift_added=judge.shift(task.added[0]) if len(task.added) == 1 else None,
+        shift_removed=judge.shift(task.removed[0]) if len(task.removed) == 1 else None,
+        examples=np.concatenate(examples) if examples else None)
+    return res
+
+
+def _judges(classifier, manifest: Manifest, findings: list[str], model: TrainedModel, opt: EvalOptions,
+            root: Path) -> tuple[Judges, dict[str, Any]]:
+    """The judges and the availability record of the optional ones (meta)."""
+    from .diversity import load_lpips
+    from .features import load_inception
+
+    inception, inception_info = optional_extractor("Inception FID", opt.inception, load_inception, classifier.device)
+    lpips_net, lpips_info = optional_extractor("LPIPS", opt.lpips, load_lpips, classifier.device)
+    oracle, oracle_info = _oracle(manifest, findings, model, opt, root)
+    return (Judges(classifier, inception, lpips_net, oracle, opt.batch_size),
+            {"inception": inception_info, "lpips": lpips_info, "oracle": oracle_info})
+
+
+def _oracle(manifest: Manifest, findings: list[str], model: TrainedModel, opt: EvalOptions, root: Path):
+    from ..phantom.generator import FINDINGS as PHANTOM_FINDINGS
+    from ..phantom.oracle import is_phantom_manifest, load_oracle
+
+    if opt.oracle == "off":
+        return None, {"available": False, "reason": "off"}
+    if not (is_phantom_manifest(manifest) or opt.oracle == "on"):
+        return None, {"available": False, "reason": "not a phantom cohort"}
+    if any(f not in PHANTOM_FINDINGS for f in findings):
+        return None, {"available": False, "reason": "the model has findings the phantom does not draw"}
+    try:
+        oracle = load_oracle(findings, model.size, model.preprocess, n=opt.oracle_patients, cache_dir=root)
+    except ValueError as exc:
+        return None, {"available": False, "reason": str(exc)}
+    return oracle, {"available": True, **oracle.report()}
+
+
+def _meta(model: TrainedModel, classifier, manifest: Manifest, opt: EvalOptions, info: dict[str, Any],
+          **extra) -> dict[str, Any]:
+    thr = classifier.thresholds.detach().cpu().double().numpy()
+    return {
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "checkpoint": None if model.checkpoint is None else str(model.checkpoint),
+        "checkpoint_sha256": model.checkpoint_sha256, "step": model.step, "labels": model.labels.kind,
+        "image_size": model.size,
+        "classifier": {"name": classifier.name, "identity": classifier.identity, "findings": classifier.findings,
+                       "thresholds": [round(float(v), 6) for v in thr], "input_size": classifier.input_size},
+        "split": opt.split, "real_rate_split": opt.split, "fid_split": opt.fid_split, "n_styles": opt.n_styles,
+        "modes": list(opt.modes), "limit": opt.limit, "seed": opt.seed, "max_real": opt.max_real,
+        "manifest_hash": manifest.content_hash(), **extra, **info,
+    }
+
+
+def _root(cache_dir: str | Path | None) -> Path:
+    from ..paths import cache_dir as default_cache
+
+    return Path(cache_dir) if cache_dir is not None else default_cache()
 
 
 def run_evaluation(model_like, manifest: Manifest | str | Path, classifier, options: EvalOptions | None = None, *,
                    cfg=None, cache_dir: str | Path | None = None) -> EvalResult:
-    """Evaluate a model on a cohort with an independent classifier (see the module docstring)."""
-    from ..paths import cache_dir as default_cache
-    from ..phantom.oracle import is_phantom_manifest, load_oracle
-    from .diversity import load_lpips
-    from .features import load_inception
-
+    """Evaluate a domain model on every source -> target pair (see the module docstring)."""
     opt = options or EvalOptions()
     model = as_trained_model(model_like, cfg)
-    if not isinstance(manifest, Manifest):
-        manifest = load_manifest(manifest)
+    manifest = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
     check_domains(manifest, model.domains, classifier)
-    root = Path(cache_dir) if cache_dir is not None else default_cache()
-    tensors, feature_cache = root / "tensors", root / "eval-features"
-    size, K, domains = model.size, opt.n_styles, model.domains
-    findings = classifier.findings
-    thr = classifier.thresholds.detach().cpu().double().numpy()
+    root, domains = _root(cache_dir), model.domains
+    findings = [d for d in domains if d != NORMAL]
+    judges, info = _judges(classifier, manifest, findings, model, opt, root)
 
-    inception, inception_info = optional_extractor("Inception FID", opt.inception, load_inception, classifier.device)
-    lpips_net, lpips_info = optional_extractor("LPIPS", opt.lpips, load_lpips, classifier.device)
-    oracle, oracle_info = None, {"available": False, "reason": "off"}
-    model_findings = [d for d in domains if d != NORMAL]
-    if opt.oracle != "off":
-        phantom = is_phantom_manifest(manifest)
-        if phantom or opt.oracle == "on":
-            try:
-                oracle = load_oracle(model_findings, size, model.preprocess, n=opt.oracle_patients,
-                                     cache_dir=root)
-                oracle_info = {"available": True, **oracle.report()}
-            except ValueError as exc:
-                oracle_info = {"available": False, "reason": str(exc)}
-        else:
-            oracle_info = {"available": False, "reason": "not a phantom cohort"}
-    judges = Judges(classifier, inception, lpips_net, oracle, opt.batch_size)
+    def pool(split: str, limit: int | None, seed: int) -> Pool:  # one part per domain, labelled by its domain
+        parts = [load_set(select_rows(manifest, domains, d, split, limit, seed), model.preprocess, root / "tensors",
+                          opt.progress) for d in domains]
+        return Pool(parts, np.concatenate([np.tile(domain_set(d, findings), (len(p), 1)) for d, p in zip(domains, parts)]))
 
-    # Real images: sources/references of the split, FID/reference statistics of the fid split.
-    sources, pools, reals, real_arr, priors = {}, {}, {}, {}, {}
-    for d in domains:
-        sources[d] = load_set(select_rows(manifest, domains, d, opt.split, opt.limit, opt.seed), model.preprocess,
-                              tensors, opt.progress)
-        pools[d] = load_set(select_rows(manifest, domains, d, opt.split, opt.max_real, opt.seed + 1),
-                            model.preprocess, tensors, opt.progress)
-        reals[d] = load_set(select_rows(manifest, domains, d, opt.fid_split, opt.max_real, opt.seed + 2),
-                            model.preprocess, tensors, opt.progress)
-        real_arr[d] = _real_arrays(judges, reals[d], feature_cache, opt.progress, d)
-        if d != NORMAL:
-            priors[d] = oracle.models[d].prior if oracle is not None else manifest_prior(manifest, d, size)
-
-    pairs = [(s, t, m) for m in opt.modes for s in domains for t in domains if s != t]
-    arrays: dict[tuple[str, str, str], PairArrays] = {}
-    rows: list[dict[str, Any]] = []
-    n_work = sum(len(sources[s]) for s, _t, _m in pairs)
-    bar = tqdm(total=n_work, desc="evaluate", unit="src", disable=not opt.progress, dynamic_ncols=True)
-    for s, t, mode in pairs:
-        src_set = sources[s]
-        row: dict[str, Any] = {"source": s, "target": t, "mode": mode, "n_sources": len(src_set),
-                               "n_styles": K, "n_real_target": len(reals[t])}
-        if len(src_set) == 0:
-            log.warning("no images of split %s labelled %s: pair %s -> %s skipped", opt.split, s, s, t)
-            rows.append(row)
-            continue
-        if mode == "reference" and len(pools[t]) == 0:
-            log.warning("no images of split %s labelled %s to draw references from: %s -> %s skipped",
-                        opt.split, t, s, t)
-            rows.append(row)
-            continue
-        row.update(_evaluate_pair(model, judges, src_set, pools[t], real_arr[t], reals[t], s, t, mode,
-                                  priors.get(t), opt, arrays, bar, domains, findings, thr))
-        rows.append(row)
-    bar.close()
-
-    metrics = {
-        "meta": {
-            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "checkpoint": None if model.checkpoint is None else str(model.checkpoint), "checkpoint_sha256": model.checkpoint_sha256, "step": model.step,
-            "labels": model.labels.kind, "domains": domains, "image_size": size,
-            "classifier": {"name": classifier.name, "identity": classifier.identity, "findings": findings,
-                           "thresholds": [round(float(v), 6) for v in thr],
-                           "input_size": classifier.input_size},
-            "split": opt.split, "fid_split": opt.fid_split, "n_styles": K, "modes": list(opt.modes),
-            "limit": opt.limit, "seed": opt.seed, "max_real": opt.max_real,
-            "manifest_hash": manifest.content_hash(),
-            "n_sources": {d: len(sources[d]) for d in domains}, "n_real": {d: len(reals[d]) for d in domains},
-            "inception": inception_info, "lpips": lpips_info, "oracle": oracle_info,
-        },
-        "style_physics": style_physics_report(model, pools, opt.batch_size),
-        "pairs": rows,
-        "summary": summarise(rows),
-    }
+    priors = {f: judges.oracle.models[f].prior if judges.oracle is not None else manifest_prior(manifest, f, model.size)
+              for f in findings}
+    space = JudgeSpace.of(classifier.findings, classifier.thresholds.detach().cpu().double().numpy(),
+                          classifier.findings, findings)
+    ev = Evaluation(model, judges, space, findings, pool(opt.split, opt.limit, opt.seed),
+                    pool(opt.split, opt.max_real, opt.seed + 1), pool(opt.fid_split, opt.max_real, opt.seed + 2),
+                    priors, opt, root)
+    rows, arrays = evaluate_tasks(ev, pair_tasks(domains))
+    meta = _meta(model, classifier, manifest, opt, info, domains=domains,
+                 n_sources={d: len(p) for d, p in zip(domains, ev.sources.parts)},
+                 n_real={d: len(p) for d, p in zip(domains, ev.real.parts)})
+    metrics = {"meta": meta, "style_physics": style_physics_report(model, dict(zip(domains, ev.refs.parts)),
+                                                                   opt.batch_size),
+               "pairs": rows, "summary": summarise(rows)}
     return EvalResult(metrics, arrays)
 
 
-@torch.no_grad()
-def style_physics_report(model: TrainedModel, pools: dict[str, ImageSet], batch_size: int) -> dict[str, Any]:
-    """Does the style encoder read the acquisition? Cross-validated R^2 of the known physics
-    parameters (phantom ``phys_*`` columns) from E's style codes of real images, per domain,
-    beside the R^2 from the images' own intensity descriptors (physics/style_physics_leakage).
-    Domains with the deterministic style are skipped: their codes are never used."""
-    out: dict[str, Any] = {}
-    dev = model.device
-    for d, pool in pools.items():
-        df = pool.manifest.df
-        if len(pool) < 10 or not all(c in df.columns for c in PHYSICS_COLUMNS):
-            continue
-        y = torch.full((len(pool),), model.domains.index(d), dtype=torch.long)
-        fixed = model.fixed(y[:1])
-        if fixed is not None and bool(fixed.all()):
-            out[d] = {"skipped": "deterministic style"}
-            continue
-        codes, desc = [], []
-        for i in range(0, len(pool), batch_size):
-            x = pool.batch(np.arange(i, min(i + batch_size, len(pool))))
-            codes.append(model.nets["E"](x.to(dev), y[i:i + len(x)].to(dev)).float().cpu().numpy())
-            desc.append(image_descriptors(x))
-        phys = {c: df[c].to_numpy(np.float64) for c in PHYSICS_COLUMNS}
-        out[d] = style_physics_leakage(np.concatenate(codes), np.concatenate(desc), phys)
-    per = [v for v in out.values() if "skipped" not in v]
-    if per:
-        for kind in ("style_r2", "image_r2"):
-            vals = [r[k] for r in per for k in r if k.startswith(kind + "/") and math.isfinite(r[k])]
-            out[f"mean_{kind}"] = float(np.mean(vals)) if vals else float("nan")
-    return out
+def run_set_evaluation(model: TrainedModel, manifest: Manifest | str | Path, classifier,
+                       options: EvalOptions | None = None, *, max_set_size: int | None = None,
+                       cache_dir: str | Path | None = None) -> EvalResult:
+    """Evaluate a multi-label TrainedModel per finding and per set (sets.py). Sources need every
+    finding of the model known (a blank label is never read as absent)."""
+    opt = options or EvalOptions()
+    manifest = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+    findings = list(model.domains)
+    judged = [f for f in findings if f in classifier.findings]
+    if not judged:
+        raise XrayStyleError(f"classifier {classifier.name} predicts none of the model's findings "
+                             f"({', '.join(findings)}); it predicts: {', '.join(classifier.findings)}")
+    manifest.finding_matrix(findings)  # ManifestError naming a missing finding column
+    root = _root(cache_dir)
+    judges, info = _judges(classifier, manifest, findings, model, opt, root)
 
+    def known_rows(split: str, limit: int | None, seed: int) -> Pool:
+        sub = manifest.subset(split)
+        idx = np.flatnonzero(~np.isnan(sub.finding_matrix(findings)).any(axis=1))
+        if limit is not None and len(idx) > limit:
+            idx = np.sort(np.random.default_rng([seed, Stream.SET_SOURCES]).choice(idx, size=limit, replace=False))
+        images = load_set(Manifest(sub.path, sub.root, sub.df.iloc[idx].copy()), model.preprocess, root / "tensors",
+                          opt.progress)
+        return Pool([images], images.manifest.finding_matrix(findings))
 
-def _evaluate_pair(model: TrainedModel, judges: Judges, src_set: ImageSet, pool: ImageSet, real: dict,
-                   real_set: ImageSet, s: str, t: str, mode: str, prior: np.ndarray | None, opt: EvalOptions,
-                   arrays: dict, bar, domains: list[str], findings: list[str], thr: np.ndarray) -> dict[str, Any]:
-    K, size = opt.n_styles, model.size
-    added, removed = pair_changes(s, t)
-    s_i, t_i, m_i = domains.index(s), domains.index(t), MODES.index(mode)
-    gen = torch.Generator().manual_seed(int(np.random.SeedSequence([opt.seed, s_i, t_i, m_i]).generate_state(1)[0]))
-    rng = np.random.default_rng([opt.seed, s_i, t_i, m_i, 1])
-    masks_all = source_masks(src_set.manifest, removed, size)
-    dev = model.device
-    per_src = max(1, opt.batch_size // K)
-    acc: dict[str, list] = {k: [] for k in ("p_src", "p_out", "f_out", "inc_out", "ssim", "l1", "stats_out",
-                                            "stats_src", "div_l1", "div_feat", "div_lpips", "oracle", "f_src")}
-    examples = []
-    for start in range(0, len(src_set), per_src):
-        idx = np.arange(start, min(start + per_src, len(src_set)))
-        b = len(idx)
-        x_src = src_set.batch(idx)
-        x_rep = x_src.repeat_interleave(K, dim=0)
-        y = torch.full((b * K,), t_i, dtype=torch.long)
-        if mode == "latent":
-            guide, translate = torch.randn(b * K, model.latent_dim, generator=gen), translate_latent
-        else:
-            ref_idx = np.concatenate([rng.choice(len(pool), size=K, replace=len(pool) < K) for _ in range(b)])
-            guide, translate = pool.batch(ref_idx), translate_reference
-        outs = []
-        for i in range(0, b * K, opt.batch_size):
-            part = slice(i, i + opt.batch_size)
-            y_b = y[part].to(dev)
-            x_b, g_b = x_rep[part].to(dev), guide[part].to(dev)
-            args = (x_b, y_b, g_b) if mode == "latent" else (x_b, g_b, y_b)
-            outs.append(translate(model.nets, *args, model.fixed(y_b)).float().cpu())
-        x_out = torch.cat(outs)
-        j_src, j_out = judges.run(x_src), judges.run(x_out)
-        acc["p_src"].append(j_src["probs"])
-        acc["f_src"].append(j_src["feats"])
-        acc["p_out"].append(j_out["probs"].reshape(b, K, -1))
-        acc["f_out"].append(j_out["feats"])
-        if "inception" in j_out:
-            acc["inc_out"].append(j_out["inception"])
-        m_src = masks_all[idx] if masks_all is not None else None
-        keep = _keep_mask(m_src, prior, b, size)
-        for k, v in output_scores(x_out, x_rep, x_src, keep, K).items():
-            acc[k].append(v)
-        outs_k = x_out.reshape(b, K, 1, size, size)
-        feats_k = torch.from_numpy(j_out["feats"]).reshape(b, K, -1)
-        for i in range(b):
-            acc["div_l1"].append(pairwise_l1(outs_k[i]))
-            acc["div_feat"].append(pairwise_feature_distance(feats_k[i]))
-            if judges.lpips is not None:
-                acc["div_lpips"].append(judges.lpips.diversity(outs_k[i]))
-        if judges.oracle is not None:
-            m_rep = m_src.repeat_interleave(K, dim=0) if m_src is not None else None
-            o, r = x_out[:, 0], x_rep[:, 0]
-            kept = judges.oracle.anatomy_kept(o, r, [f for f in (added, removed) if f is not None])
-            changed = judges.oracle.changed(o, r, added, removed, m_rep)
-            acc["oracle"].append(torch.stack([kept, changed], dim=1).numpy().reshape(b, K, 2))
-        n_ex = max(0, opt.n_examples - sum(len(e) for e in examples))
-        if n_ex:
-            k_show = min(K, 5)
-            examples.append(torch.cat([x_src[:n_ex, None], outs_k[:n_ex, :k_show]], dim=1)[:, :, 0].numpy())
-        bar.update(b)
-
-    p_src, p_out = np.concatenate(acc["p_src"]), np.concatenate(acc["p_out"])
-    res = validity_summary(p_out, p_src, thr, findings, added, removed, real.get("probs"))
-    f_out = np.concatenate(acc["f_out"])
-    res["fid_xray"] = _fid(f_out, real, "feats")
-    res["fid_xray_source_baseline"] = _fid(np.concatenate(acc["f_src"]), real, "feats")
-    if acc["inc_out"]:
-        res["fid_inception"] = _fid(np.concatenate(acc["inc_out"]), real, "inception")
-    res["diversity_l1"] = float(np.nanmean(acc["div_l1"])) if K > 1 else float("nan")
-    res["diversity_feat"] = float(np.nanmean(acc["div_feat"])) if K > 1 else float("nan")
-    if "feats" in real and len(real["feats"]) >= 2:
-        res["diversity_feat_real"] = pairwise_feature_distance(torch.from_numpy(real["feats"][:200]))
-    if acc["div_lpips"]:
-        res["lpips"] = float(np.nanmean(acc["div_lpips"]))
-    res["identity_ssim"] = float(np.concatenate(acc["ssim"]).mean())
-    res["identity_l1"] = float(np.concatenate(acc["l1"]).mean())
-    res["identity_region"] = ("outside the finding region" if prior is not None or masks_all is not None
-                              else "whole image")
-    real_stats = None
-    if len(real_set):
-        keep_real = _keep_mask(None, prior, 1, size)
-        real_stats = np.concatenate([global_stats(real_set.batch(np.arange(i, min(i + 256, len(real_set)))), keep_real)
-                                     for i in range(0, len(real_set), 256)])
-    res.update(leakage_summary(np.concatenate(acc["stats_out"]), np.concatenate(acc["stats_src"]), real_stats))
-    if acc["oracle"]:
-        kept, changed = np.moveaxis(np.concatenate(acc["oracle"]), -1, 0)
-        verdict = kept & changed
-        res["oracle_validity"] = float(verdict.mean())
-        res["oracle_change_rate"] = float(changed.mean())
-        res["oracle_anatomy_kept"] = float(kept.mean())
-        clf_ok = success(p_out, thr, findings, added, removed)
-        res["oracle_agreement"] = float((clf_ok == verdict).mean())
-    pa = PairArrays(examples=np.concatenate(examples) if examples else None)
-    if added is not None:
-        pa.shift_added = (p_out[..., findings.index(added)] - p_src[:, None, findings.index(added)]).ravel()
-    if removed is not None:
-        pa.shift_removed = (p_out[..., findings.index(removed)] - p_src[:, None, findings.index(removed)]).ravel()
-    arrays[(s, t, mode)] = pa
-    return res
+    priors = {f: judges.oracle.models[f].prior if judges.oracle is not None else manifest_prior(manifest, f, model.size)
+              for f in findings}
+    space = JudgeSpace.of(classifier.findings, classifier.thresholds.detach().cpu().double().numpy(), judged, findings)
+    ev = Evaluation(model, judges, space, findings, known_rows(opt.split, None, opt.seed),
+                    known_rows(opt.split, opt.max_real, opt.seed + 1), known_rows(opt.fid_split, opt.max_real, opt.seed + 2),
+                    priors, opt, root, holdout=model.args.holdout_combinations)
+    rows, arrays = evaluate_tasks(ev, set_tasks(findings, model.args.holdout_combinations, max_set_size))
+    meta = _meta(model, classifier, manifest, opt, info, conditioning=model.args.model.conditioning, domains=findings,
+                 judged_findings=judged, holdout_combinations=model.args.holdout_combinations,
+                 max_set_size=max_set_size,
+                 n_sources={r["target"]: r["n_sources"] for r in rows if r["mode"] == opt.modes[0]},
+                 n_real=len(ev.real))
+    metrics = {"meta": meta, "pairs": rows, "summary": summarise(rows),
+               "summary_by_kind": {kind: summarise([r for r in rows if r["kind"] == kind]) for kind in KINDS}}
+    return EvalResult(metrics, arrays)
 
 
 SUMMARY_KEYS = ("validity", "base_rate", "real_rate", "oracle_validity", "oracle_agreement", "off_target_shift",
-                "fid_xray", "fid_inception", "lpips", "diversity_l1", "diversity_feat", "identity_ssim",
-                "identity_l1", "exposure_spread_ratio", "contrast_spread_ratio", "exposure_shift_abs")
+                "fid_xray", "fid_xray_real_floor", "fid_inception", "fid_inception_real_floor", "lpips",
+                "diversity_l1", "diversity_feat", "identity_ssim", "identity_l1", "exposure_spread_ratio",
+                "contrast_spread_ratio", "exposure_shift_abs")
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Mean over pairs of the headline metrics, per mode."""
+    """Mean over tasks of the headline metrics, per mode."""
     out: dict[str, dict[str, float]] = {}
     for mode in MODES:
         mine = [r for r in rows if r["mode"] == mode and "validity" in r]
@@ -463,7 +542,7 @@ def evaluate_model(model_like, manifest, classifier, *, cfg=None, split: str = "
     """Quick evaluation of in-memory (EMA) networks every N training steps: flat scalars.
 
     ``model_like``: a TrainedModel, or the EMA ModuleDict (G, F, E) with ``cfg`` its RunConfig.
-    No Inception, LPIPS or progress bars; the real-image features are cached after the first
+    No Inception, LPIPS or progress bars; the real-image arrays are cached after the first
     call, so later calls cost only the translations (``limit`` sources x ``n_styles`` per pair).
     """
     opts = EvalOptions(split=split, n_styles=n_styles, modes=tuple(modes), limit=limit, seed=seed,
