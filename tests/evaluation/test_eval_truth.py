@@ -21,6 +21,11 @@ from xraystyle.transforms import PreprocessConfig
 SIZE = 32
 KEYS = {"model", "task", "mode", "metric", "value", "ci95", "n"}
 DEGENERATE = ("identity", "exposure-shift", "noise")
+PROBES = {"style_probe_r2_volume": "higher", "style_probe_r2_side": "higher", "style_probe_r2_physics": "lower"}
+# Metrics of a failure some degenerate baselines do not have (they fail the other metrics): a
+# baseline that carries no physics scores the ideal's 0 on physics transfer / the physics probe.
+CARRIES_NO_PHYSICS = {("phys_transfer_spearman", "identity"), ("phys_transfer_spearman", "noise"),
+                      ("style_probe_r2_physics", "noise")}
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +52,7 @@ def _perfect():
 @pytest.fixture(scope="module")
 def perfect_rows(cohort, oracle):
     return run_truth_benchmark(_perfect(), cohort, size=SIZE, n_sources=8, n_styles=6, seed=0, oracle=oracle,
-                               n_physics=3)
+                               n_physics=3, probe_patients=3)
 
 
 def _table(rows):
@@ -61,27 +66,48 @@ def test_rows_have_the_issue_schema(perfect_rows):
     for r in perfect_rows:
         assert set(r) == KEYS
         assert r["mode"] in ("latent", "reference") and r["task"] in ("normal->effusion", "effusion->normal")
-        assert r["n"] == 8 and r["value"] is not None and r["ci95"][0] <= r["value"] <= r["ci95"][1] + 1e-12
+        if r["metric"].endswith("_null95"):  # value: the null's 95th percentile; ci95: its 2.5-97.5 % range
+            assert r["n"] == 200 and r["ci95"][0] <= r["ci95"][1]
+        elif r["metric"].startswith("style_probe"):  # 3 patients x 3 sides x 4 volumes x 5 physics draws
+            assert r["n"] == 180 and r["ci95"][0] <= r["value"] + 1e-9 and r["value"] <= r["ci95"][1] + 1e-9
+        else:
+            assert r["n"] == 8 and r["value"] is not None and r["ci95"][0] <= r["value"] <= r["ci95"][1] + 1e-12
     # Every metric appears (for the run and every baseline that needs no model).
-    assert {r["metric"] for r in perfect_rows} == {m.name for m in METRICS}
+    assert {r["metric"] for r in perfect_rows} == {m.name for m in METRICS} | set(PROBES) | {
+        f"{p}_null95" for p in PROBES}
     assert {r["model"] for r in perfect_rows} == {"run", "identity", "exposure-shift", "noise", "ideal"}
 
 
 def test_every_metric_separates_ideal_from_each_degenerate_baseline(perfect_rows):
     table = _table(perfect_rows)
-    metric_of = {m.name: m for m in METRICS}
+    better_of = {**{m.name: m.better for m in METRICS}, **PROBES}
     for (task, mode, name), by_model in table.items():
-        better = metric_of[name].better
+        if name.endswith("_null95"):
+            continue
+        better = better_of[name]
         ideal = by_model["ideal"]["value"]
         for base in DEGENERATE:
             other = by_model[base]["value"]
-            if name == "phys_transfer_spearman" and base == "identity":
-                assert ideal == other == 0.0  # neither transfers physics: tested with a transferring fake below
+            if (name, base) in CARRIES_NO_PHYSICS:
+                assert abs(other) < 0.3, (name, base, other)  # near the ideal's 0 (tested with leaking fakes below)
                 continue
             if better == "higher":
                 assert ideal > other, (task, mode, name, base, ideal, other)
             else:
                 assert ideal < other, (task, mode, name, base, ideal, other)
+
+
+def test_style_probes_read_the_ideal_attributes_and_nothing_else(perfect_rows):
+    t = _table(perfect_rows)
+    key = ("normal->effusion", "reference")
+    for name in ("volume", "side"):
+        ideal = t[(*key, f"style_probe_r2_{name}")]["ideal"]
+        assert ideal["value"] > 0.95 > t[(*key, f"style_probe_r2_{name}_null95")]["ideal"]["value"]
+        assert t[(*key, f"style_probe_r2_{name}")]["run"]["value"] == pytest.approx(ideal["value"])
+    physics = t[(*key, "style_probe_r2_physics")]
+    # the image itself carries the acquisition; its mean and sd a little (after robust windowing)
+    assert physics["ideal"]["value"] < 0.1 < physics["identity"]["value"]
+    assert physics["exposure-shift"]["value"] > physics["ideal"]["value"]
 
 
 def test_perfect_model_scores_as_the_ideal(perfect_rows):

@@ -88,6 +88,7 @@ def root(
 # The commands, registered here in the order of the workflow (the order `xraystyle --help`
 # lists them); command modules define them and never import this package.
 from . import (  # noqa: E402
+    bench,
     classifier,
     cohort,
     convert,
@@ -107,6 +108,7 @@ app.command("synth")(synth.synth)
 app.command("report")(report.report)
 app.command("eval")(eval.eval_cmd)
 app.add_typer(classifier.classifier_app, name="classifier")
+app.add_typer(bench.bench_app, name="bench")
 
 def main() -> None:
     app()

@@ -33,10 +33,11 @@ from scipy import ndimage as ndi
 from scipy.stats import spearmanr, wasserstein_distance
 
 from ..errors import XrayStyleError
+from ..streams import Stream
 
 log = logging.getLogger(__name__)
 
-__all__ = ["METRICS", "TASKS", "Case", "ModelTranslator", "Task", "Translator", "baselines",
+__all__ = ["METRICS", "TASKS", "Case", "ModelTranslator", "Task", "Translator", "baselines", "model_tasks",
            "run_truth_benchmark"]
 
 N_BOOT = 1000
@@ -78,9 +79,41 @@ class Task:
     def kind(self) -> str:
         return "add" if self.add else "remove"
 
+    def matches(self, row) -> bool:
+        """Whether a phantom row is a source of this task."""
+        return all(int(row.labels.get(f, 0)) == v for f, v in self.source.items())
+
 
 TASKS = (Task("normal->effusion", {"effusion": 0}, "effusion", add=("effusion",)),
          Task("effusion->normal", {"effusion": 1}, "normal", remove=("effusion",)))
+
+
+def model_tasks(labels) -> tuple[Task, ...]:
+    """The tasks for a model's :class:`~xraystyle.models.labels.LabelSpace`. Single-domain: the
+    pair normal <-> effusion. Multi-label: effusion added to and removed from the empty set and
+    from each other finding of the model alone (``cardiomegaly->effusion+cardiomegaly``, sets in
+    label order), so a finding set is one more source / target beside the pair."""
+    from ..phantom.findings import FINDINGS
+
+    names = list(labels.names)
+    if "effusion" not in names:
+        raise XrayStyleError(f"the truth benchmark scores effusion; the model's labels are {', '.join(names)}")
+    if not labels.multi_label:
+        if "normal" not in names:
+            raise XrayStyleError("the truth benchmark translates normal <-> effusion; the model has no 'normal' domain")
+        return TASKS
+    unknown = [f for f in names if f not in FINDINGS]
+    if unknown:
+        raise XrayStyleError(f"the phantom does not draw {', '.join(unknown)}: the truth benchmark needs phantom findings")
+    tasks = []
+    for context in [()] + [(f,) for f in names if f != "effusion"]:
+        without = {f: int(f in context) for f in names}
+        text_without = labels.text(labels.edit(list(context)))
+        text_with = labels.text(labels.edit([*context, "effusion"]))
+        tasks.append(Task(f"{text_without}->{text_with}", without, text_with, add=("effusion",)))
+        tasks.append(Task(f"{text_with}->{text_without}", {**without, "effusion": 1}, text_without,
+                          remove=("effusion",)))
+    return tuple(tasks)
 
 
 @runtime_checkable
@@ -90,6 +123,10 @@ class Translator(Protocol):
     def latent(self, src: Case, target: str, k: int) -> np.ndarray: ...
 
     def reference(self, src: Case, refs: Sequence[Case], target: str) -> np.ndarray: ...
+
+
+# A translator may also have ``style_codes(images, target, probes) -> (N, D)``: its style code for
+# each reference image (style_probe.py reads them); without it the probe rows are None.
 
 
 # ----------------------------------------------------------------------------- images
@@ -135,7 +172,7 @@ class _Renderer:
 
 
 def _rng(seed: int, *key: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([int(seed), 15, *(int(k) for k in key)]))
+    return np.random.default_rng(np.random.SeedSequence([int(seed), Stream.TRUTH, *(int(k) for k in key)]))
 
 
 class ModelTranslator:
@@ -208,6 +245,17 @@ class ModelTranslator:
             out = translate_reference(self.model.nets, x, r.to(self.model.device), y, self.model.fixed(y))
         return out[:, 0].float().cpu().numpy()
 
+    def style_codes(self, images: np.ndarray, target: str, probes=None) -> np.ndarray:
+        """E(x_ref, y) for each image (the mean style for ``constant-style``)."""
+        if self.style == "mean":
+            return self._mean_style(target).float().cpu().numpy().repeat(len(images), 0)
+        codes = []
+        for i in range(0, len(images), 128):
+            x = self._torch.from_numpy(np.ascontiguousarray(images[i:i + 128], np.float32))[:, None]
+            with self._torch.no_grad():
+                codes.append(self.model.nets["E"](x.to(self.model.device), self._y(target, len(x))).float().cpu())
+        return self._torch.cat(codes).numpy()
+
 
 class IdentityTranslator:
     """Output = source."""
@@ -218,9 +266,16 @@ class IdentityTranslator:
     def reference(self, src, refs, target):
         return np.repeat(src.image[None], len(refs), axis=0)
 
+    def style_codes(self, images, target, probes=None):
+        from .style_probe import pooled_image_codes
+
+        return pooled_image_codes(images)
+
 
 class ExposureShiftTranslator:
-    """The source globally re-exposed (attributes.reexpose_output), a fresh draw per output."""
+    """A model whose style is the exposure. Latent: the source globally re-exposed
+    (attributes.reexpose_output), a fresh draw per output; reference: the source's grey levels
+    matched to the reference's mean and sd (its exposure, nothing of its finding)."""
 
     def __init__(self, seed: int = 0):
         self.seed, self._calls = int(seed), 0
@@ -236,7 +291,14 @@ class ExposureShiftTranslator:
         return self._out(src, k)
 
     def reference(self, src, refs, target):
-        return self._out(src, len(refs))
+        x = src.image.astype(np.float64)
+        z = (x - x.mean()) / (x.std() + 1e-6)
+        return np.stack([np.clip(z * r.image.std() + r.image.mean(), -1, 1) for r in refs]).astype(np.float32)
+
+    def style_codes(self, images, target, probes=None):
+        from .style_probe import exposure_codes
+
+        return exposure_codes(images)
 
 
 class NoiseTranslator:
@@ -257,6 +319,11 @@ class NoiseTranslator:
 
     def reference(self, src, refs, target):
         return self._out(src, len(refs))
+
+    def style_codes(self, images, target, probes=None):
+        from .style_probe import noise_codes
+
+        return noise_codes(len(images), self.seed)
 
 
 class IdealTranslator:
@@ -287,6 +354,12 @@ class IdealTranslator:
 
     def reference(self, src, refs, target):
         return np.stack([self._render(src, target, r.attrs or {}) for r in refs])
+
+    def style_codes(self, images, target, probes=None):
+        """The true attributes of the probe renders (volume, side one-hot, meniscus, density)."""
+        if probes is None or len(probes) != len(images):
+            raise XrayStyleError("the ideal's style codes are the probe renders' attributes: pass the ProbeSet")
+        return probes.attrs
 
 
 def baselines(renderer: _Renderer, tasks: Sequence[Task], seed: int,
@@ -479,14 +552,19 @@ def _exposure_change(out: np.ndarray, r: Record) -> float:
 
 
 class PhysTransferSpearman(Metric):
-    """Within-source |Spearman| of one reference's exposure (M physics draws) with the output's
-    global exposure change (mean change over pixels no finding touches), averaged over sources;
-    ideal 0 (an output whose exposure does not move with the reference's also scores 0)."""
+    """Within-source Spearman of one reference's exposure (M physics draws) with the output's
+    global exposure change (mean change over pixels no finding touches); the value is the
+    absolute mean over sources. Ideal 0; an output that follows the reference's exposure 1. Signed
+    per source, so that an output wobbling at random across the draws (a nearly invariant
+    style) averages to 0 instead of scoring the |rho| of noise (~0.45 at M = 4)."""
 
     name, better, modes = "phys_transfer_spearman", "lower", ("reference",)
 
     def item(self, r):
-        return abs(_spearman(r.phys_exposure, [_exposure_change(o, r) for o in r.phys_outputs]))
+        return _spearman(r.phys_exposure, [_exposure_change(o, r) for o in r.phys_outputs])
+
+    def statistic(self, items):
+        return abs(float(np.mean(items)))
 
 
 class PhysAttrRatio(Metric):
@@ -574,13 +652,16 @@ def _load_rows(rows, size: int) -> list:
 
 def run_truth_benchmark(model_or_translator, rows, *, size: int, n_sources: int, n_styles: int, seed: int,
                         oracle, progress: bool | Callable[[str], None] = False, n_physics: int = 4,
-                        tasks: Sequence[Task] = TASKS, n_boot: int = N_BOOT) -> list[dict]:
+                        tasks: Sequence[Task] | None = None, n_boot: int = N_BOOT,
+                        probe_patients: int = 9) -> list[dict]:
     """Score ``model_or_translator`` (a TrainedModel, or any :class:`Translator`: the ``run``)
     and the baselines on the phantom ``rows`` (TruthRows or a phantom cohort path) at ``size``
     px: ``n_sources`` sources per task, ``n_styles`` latent styles / stratified references per
     source, ``n_physics`` physics draws of one reference; the attribute ``oracle`` must be
     calibrated at ``size``. A translator that is not a model gets no ``constant-style``
-    baseline unless it has ``constant_style()``."""
+    baseline unless it has ``constant_style()``. ``tasks``: default :func:`model_tasks` of the
+    model (TASKS for a translator). The style probes render ``probe_patients`` x 60 fresh images
+    (style_probe.py; 0: no probes)."""
     from ..phantom.attributes import AttributeOracle, patient_baseline
     from ..phantom.ideal import physics_variant
     from ..transforms import PreprocessConfig
@@ -590,6 +671,9 @@ def run_truth_benchmark(model_or_translator, rows, *, size: int, n_sources: int,
     n_styles = _check_int("n_styles", n_styles, 2)
     n_physics = _check_int("n_physics", n_physics, 2)
     seed = _check_int("seed", seed, 0)
+    probe_patients = _check_int("probe_patients", probe_patients, 0)
+    if 0 < probe_patients < 3:
+        raise XrayStyleError(f"probe_patients must be 0 or at least 3 (folds split by patient), got {probe_patients}")
     if not isinstance(oracle, AttributeOracle):
         raise XrayStyleError(f"oracle: expected an AttributeOracle (calibrate_attribute_oracle), got {type(oracle).__name__}")
     if oracle.size != size:
@@ -601,20 +685,22 @@ def run_truth_benchmark(model_or_translator, rows, *, size: int, n_sources: int,
         run = model_or_translator
     elif hasattr(model_or_translator, "nets") and hasattr(model_or_translator, "labels"):
         run = ModelTranslator(model_or_translator, seed)
+        tasks = model_tasks(model_or_translator.labels) if tasks is None else tasks
     else:
         raise XrayStyleError(f"expected a trained model or a translator, got {type(model_or_translator).__name__}")
     run_size = getattr(run, "size", size)
     if run_size != size:
         raise XrayStyleError(f"the model works at {run_size} px but the benchmark runs at {size} px")
     preprocess = getattr(run, "preprocess", None) or PreprocessConfig(size=size)
+    tasks = TASKS if tasks is None else tuple(tasks)
     renderer = _Renderer(preprocess)
     translators = {"run": run, **baselines(renderer, tasks, seed, run)}
-    order = np.random.default_rng(np.random.SeedSequence([seed, 15, 4])).permutation(len(rows))
+    order = np.random.default_rng(np.random.SeedSequence([seed, Stream.TRUTH, 4])).permutation(len(rows))
     rows = [rows[i] for i in order]
 
     out: list[dict] = []
     for task in tasks:
-        sources = [r for r in rows if all(int(r.labels.get(f, 0)) == v for f, v in task.source.items())][:n_sources]
+        sources = [r for r in rows if task.matches(r)][:n_sources]
         if len(sources) < 2:
             raise XrayStyleError(f"task {task.name}: the cohort has {len(sources)} matching source(s); need at least 2")
         used = {(r.cohort_seed, r.case_index) for r in sources}
@@ -657,6 +743,22 @@ def run_truth_benchmark(model_or_translator, rows, *, size: int, n_sources: int,
             for name, m_list in metrics.items():
                 for m in m_list:
                     out.append({"model": name, "task": task.name, "mode": mode, "metric": m.name, **m.aggregate()})
+    probed = next((t for t in tasks if t.kind == "add" and "effusion" in t.add), None)
+    if probe_patients and probed is not None:
+        out += _probe(translators, probed, size, preprocess, seed, probe_patients, n_boot, say)
+    return out
+
+
+def _probe(translators: Mapping[str, Translator], task: Task, size: int, preprocess, seed: int, patients: int,
+           n_boot: int, say) -> list[dict]:
+    from .style_probe import probe_rows, probe_set
+
+    probes = probe_set(size, preprocess, seed, n_patients=patients)
+    say(f"style probes: {len(probes)} renders")
+    out = []
+    for name, tr in translators.items():
+        codes = tr.style_codes(probes.images, task.target, probes) if hasattr(tr, "style_codes") else None
+        out += probe_rows(codes, probes, model=name, task=task.name, seed=seed, n_boot=n_boot)
     return out
 
 
