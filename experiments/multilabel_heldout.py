@@ -52,10 +52,11 @@ def evaluate(run: Path, manifest, limit: int, n_styles: int) -> list[dict]:
     for k in range(len(model.domains) + 1):
         for combo in itertools.combinations(model.domains, k):
             y = model.labels.edit(list(combo)).expand(len(x), -1)
+            fixed = model.fixed(y)  # the empty set uses the fixed normal style where the model trained one
             appeared = {f: [] for f in model.domains}
             kept, valid = [], []
             for j in range(n_styles):
-                out = translate_latent(model.nets, x, y, z[j:j + 1].expand(len(x), -1))[:, 0]
+                out = translate_latent(model.nets, x, y, z[j:j + 1].expand(len(x), -1), fixed)[:, 0]
                 src = x[:, 0]
                 flags = {f: oracle.added(out, src, f) for f in model.domains}
                 anatomy = oracle.anatomy_kept(out, src, list(model.domains))

@@ -46,6 +46,20 @@ def test_calibration_is_cached(oracle, oracle_cache, monkeypatch):
     assert again.models["effusion"].rules["add"] == oracle.models["effusion"].rules["add"]
 
 
+def test_a_new_phantom_generator_recalibrates(oracle, oracle_cache, monkeypatch):
+    """The cache key holds the generator's hash: an oracle fitted to an older phantom is not reused."""
+    import xraystyle.phantom.default as default
+    import xraystyle.phantom.oracle as mod
+
+    calls = []
+    real = mod.calibrate_finding
+    monkeypatch.setattr(default, "generator_version", lambda: "0123456789ab")
+    monkeypatch.setattr(mod, "calibrate_finding", lambda *a, **k: calls.append(1) or real(*a, **k))
+    load_oracle(["effusion"], 32, CFG, n=24, cache_dir=oracle_cache)
+    assert calls == [1]
+    assert len(list((oracle_cache / "oracle").glob("effusion-32px-*.npz"))) == 2
+
+
 def test_verdicts_on_true_and_false_counterfactuals(oracle):
     seeds = range(500, 506)
     without = [_img(s, False) for s in seeds]

@@ -22,7 +22,7 @@ outside the prior's support, the mean absolute rank change between output and so
 below ``anatomy_limit`` (the largest value seen between two acquisitions of one calibration
 patient, plus 25 %), so noise or another patient never passes as a counterfactual.
 
-Calibration (cached per finding, image size and preprocessing): ``n`` phantom patients are
+Calibration (cached per finding, image size, preprocessing and phantom generator version): ``n`` phantom patients are
 rendered with ``render_phantom`` with and without the finding, each under two independent
 random acquisitions (``draw_physics``: the generator may change exposure too), quantised and
 preprocessed exactly like cohort images. For adding, positives are (patient without, physics
@@ -263,6 +263,7 @@ def load_oracle(findings: list[str], size: int, cfg: PreprocessConfig, *, n: int
                 lung_source: str = "auto", cache_dir: str | Path | None = None) -> PhantomOracle:
     """Calibrated oracle for ``findings`` (phantom findings only), cached under the cache dir."""
     from ..paths import cache_dir as default_cache
+    from .default import generator_version
     from .generator import FINDINGS as PHANTOM_FINDINGS
 
     unknown = [f for f in findings if f not in PHANTOM_FINDINGS]
@@ -272,8 +273,9 @@ def load_oracle(findings: list[str], size: int, cfg: PreprocessConfig, *, n: int
     pre = {"size": cfg.size, "lower": cfg.lower_percentile, "upper": cfg.upper_percentile}
     models = {}
     for f in findings:
+        # the generator's hash: a calibration of an older phantom must not judge today's renders
         key_src = json.dumps({"v": ORACLE_VERSION, "f": f, "size": size, "pre": pre, "n": n, "seed": seed,
-                              "lungs": lung_source}, sort_keys=True)
+                              "lungs": lung_source, "generator": generator_version()}, sort_keys=True)
         key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
         path = root / "oracle" / f"{f}-{size}px-{key}.npz"
         if path.is_file():
