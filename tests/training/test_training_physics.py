@@ -198,3 +198,16 @@ def test_resumed_steps_draw_the_same_physics_whatever_the_global_rng(fetcher):
     x = _x()
     draws = [PhysicsAug(cfg.physics, step_generator(0, step, 2))(x) for step in (0, 1)]
     assert not torch.equal(draws[0], draws[1])  # each step draws afresh
+
+
+def test_an_equalised_style_encoder_trains_and_gets_gradients(fetcher):
+    """model.style_input: equalized (models/equalize.py): E's input is differentiable, so the style
+    reconstruction loss still reaches G and E, and the losses stay finite."""
+    cfg = load_config(resolve_config("tiny"), {"model.style_input": "equalized", "physics.d_augment": True})
+    accel = make_accel("reference", torch.device("cpu"))
+    state = build_state(cfg, accel, seed=0)
+    before = {k: [p.detach().clone() for p in state.nets[k].parameters()] for k in ("G", "E")}
+    stats = [train_step(state, state.nets, fetcher(state.step), cfg, accel) for _ in range(2)]
+    assert state.nets["E"].equalize and all(torch.isfinite(v).all() for t in stats for v in t.values())
+    for k, params in before.items():
+        assert any(not torch.equal(a, b) for a, b in zip(params, state.nets[k].parameters())), k

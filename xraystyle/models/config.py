@@ -26,6 +26,9 @@ class ModelConfig:
     # finding set) gets the one deterministic style F(0, y) (docs/physics.md); runs without a
     # normal domain are unaffected.
     normal_style: str = "sampled"
+    # What E reads: "image" (the paper) or "equalized" (models/equalize.py: a soft rank transform,
+    # so that no exposure / contrast / gamma change of the reference can become its style).
+    style_input: str = "image"
 
     def __post_init__(self):
         check(64 <= self.img_size <= 1024 or self.img_size == 32, "model.img_size",
@@ -45,6 +48,7 @@ class ModelConfig:
               f"must be between 1 and {limit} for {self.img_size} px")
         check(self.conditioning in KINDS, "model.conditioning", f"must be one of {', '.join(KINDS)}")
         check(self.normal_style in ("sampled", "fixed"), "model.normal_style", "must be sampled or fixed")
+        check(self.style_input in ("image", "equalized"), "model.style_input", "must be image or equalized")
 
     @property
     def width(self) -> int:

@@ -16,6 +16,7 @@ from torch import nn
 
 from .conditioning import make_head
 from .config import ModelConfig
+from .equalize import soft_equalize
 
 _SQRT2 = math.sqrt(2.0)
 
@@ -163,10 +164,13 @@ class StyleEncoder(nn.Module):
 
     def __init__(self, cfg: ModelConfig, num_conditions: int):
         super().__init__()
+        self.equalize = cfg.style_input == "equalized"
         self.trunk = _Trunk(cfg)
         self.head = make_head(cfg.conditioning, num_conditions, self.trunk.out_features, cfg.style_dim)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.equalize:
+            x = soft_equalize(x)
         return self.head(self.trunk(x), y)
 
 
