@@ -40,7 +40,7 @@ def test_bench_writes_every_metric_for_the_run_and_the_five_baselines(checkpoint
     meta = doc["meta"]
     assert meta["split"] == "test" and meta["image_size"] == 32 and meta["step"] == 2
     assert meta["options"]["n_sources"] == 2 and meta["phantom_generator"] and meta["elapsed_s"] >= 0
-    assert len(meta["checkpoint_sha256"]) == 64 and "cpus" in meta["machine"]
+    assert len(meta["checkpoint_sha256"]) == 64 and "cpus" in meta["machine"] and meta["versions"]["torch"]
     md = (out / "truth.md").read_text()
     assert "## normal->effusion, reference" in md and "style_probe_r2_volume" in md
 

@@ -56,8 +56,10 @@ def _split_rows(rows: list, manifest: Path, split: str) -> tuple[list, str]:
 
 def run_phantom_bench(req: BenchRequest) -> Path:
     """Score ``req.checkpoint`` on the phantom; returns the path of ``truth.json``."""
+    import torch
     from tqdm import tqdm
 
+    from .. import __version__
     from ..atomic import atomic_write
     from ..paths import cache_dir
     from ..phantom.attributes import calibrate_attribute_oracle
@@ -109,6 +111,7 @@ def run_phantom_bench(req: BenchRequest) -> Path:
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(req).items()
                     if k not in ("checkpoint", "out", "cohort", "progress")},
         "oracle": {"size": oracle.size, "patients": req.oracle_patients, "report": oracle.report},
+        "versions": {"xraystyle": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
                     "device": str(dev)},
