@@ -171,6 +171,11 @@ def test_bad_input_is_one_line(tmp_path, cohort, oracle):
     with pytest.raises(XrayStyleError) as e:
         run_truth_benchmark(_perfect(), manifest, size=SIZE, n_sources=2, n_styles=2, seed=0, oracle=oracle)
     assert "\n" not in str(e.value)
+    narrow = _perfect()
+    narrow.preprocess = PreprocessConfig(size=SIZE, lower_percentile=2.0, upper_percentile=98.0)
+    with pytest.raises(XrayStyleError, match="percentiles 2-98; the attribute oracle is calibrated at 0.5-99.5") as e:
+        run_truth_benchmark(narrow, cohort, size=SIZE, n_sources=2, n_styles=2, seed=0, oracle=oracle)
+    assert "\n" not in str(e.value)
     with pytest.raises(XrayStyleError, match="32 px but the benchmark runs at 64 px") as e:
         run_truth_benchmark(_perfect(), cohort, size=64, n_sources=2, n_styles=2, seed=0, oracle=oracle)
     assert "\n" not in str(e.value)

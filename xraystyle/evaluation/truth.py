@@ -692,6 +692,12 @@ def run_truth_benchmark(model_or_translator, rows, *, size: int, n_sources: int,
     if run_size != size:
         raise XrayStyleError(f"the model works at {run_size} px but the benchmark runs at {size} px")
     preprocess = getattr(run, "preprocess", None) or PreprocessConfig(size=size)
+    default = PreprocessConfig(size=size)
+    window = (preprocess.lower_percentile, preprocess.upper_percentile)
+    if window != (default.lower_percentile, default.upper_percentile):
+        # the oracle and the patient baselines are calibrated on the default robust window
+        raise XrayStyleError(f"the run windows images at percentiles {window[0]:g}-{window[1]:g}; the attribute oracle "
+                             f"is calibrated at {default.lower_percentile:g}-{default.upper_percentile:g} only")
     tasks = TASKS if tasks is None else tuple(tasks)
     renderer = _Renderer(preprocess)
     translators = {"run": run, **baselines(renderer, tasks, seed, run)}
