@@ -23,8 +23,10 @@ demo: $(STAMP)
 		--n 4 --size 64 --seed 7 --findings effusion --prevalence effusion=0.5
 	$(PY) -m xraystyle report --checkpoint $(DEMO_OUT) --manifest $(DEMO_OUT)/unseen/manifest.csv \
 		--limit 4 --n-styles 3 --out $(DEMO_OUT)/report
+	$(PY) -m xraystyle bench phantom --checkpoint $(DEMO_OUT) --out $(DEMO_OUT)/bench
 	@echo "sample grids: $$(ls $(DEMO_OUT)/samples/latent_*.png | tail -n 1) and $$(ls $(DEMO_OUT)/samples/reference_*.png | tail -n 1)"
 	@echo "counterfactual reports (unseen phantoms): $(DEMO_OUT)/report/index.html"
+	@echo "truth benchmark (outputs vs ideal counterfactuals, baselines): $(DEMO_OUT)/bench/truth.md"
 
 test: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider

@@ -1,0 +1,205 @@
+"""Truth benchmark of three physics variants x seeds on the phantom (reports/phantom-truth.md).
+
+    python experiments/phantom_truth.py --out runs/phantom-truth --seeds 0,1,2 --jobs 2
+
+Trains, at the demo config's size and budget, the remedy-free StarGAN v2 (``baseline``),
+today's default (``default``: configs/demo.yaml as shipped) and ``d-e-augment`` (D and E see
+intensity-augmented images, nothing else), one run per variant and seed, then scores every run
+with ``xraystyle bench phantom`` and writes ``truth-table.md`` / ``truth-table.json`` (mean +- sd
+over seeds of each metric's value, plus each seed's bootstrap 95 % interval range). Finished
+runs and benchmarks are reused: rerun to resume. Figures: ``experiments/truth_figures.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from experiments.physics_ablation import BASELINE, VARIANTS, run, set_dotted  # noqa: E402
+from xraystyle.paths import resolve_config  # noqa: E402
+
+# variant -> (description, overrides of the demo config); None: the demo config untouched.
+TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
+    "baseline": ("remedy-free StarGAN v2 (augmentation of all inputs only)", {}),
+    "default": ("today's default: configs/demo.yaml as shipped (d-e-augment + E invariance + fixed normal)", None),
+    "d-e-augment": (VARIANTS["d-e-augment"][0], VARIANTS["d-e-augment"][1]),
+    # issue #16 candidate: E reads a soft-equalised image (models/equalize.py), no invariance loss
+    "e-equalized": ("D sees augmented images; E reads the soft-equalised image",
+                    {"physics.d_augment": True, "model.style_input": "equalized"}),
+}
+
+# (task, mode, metric) shown in the table, in this order; truth.json holds every metric.
+TABLE = [
+    ("normal->effusion", "latent", "add_validity"),
+    ("normal->effusion", "latent", "latent_volume_w1"),
+    ("normal->effusion", "latent", "latent_side_tv"),
+    ("normal->effusion", "latent", "cf_ssim_vs_ideal_outside"),
+    ("normal->effusion", "latent", "cf_l1_vs_ideal"),
+    ("normal->effusion", "reference", "add_validity"),
+    ("normal->effusion", "reference", "ref_volume_spearman"),
+    ("normal->effusion", "reference", "ref_side_accuracy"),
+    ("normal->effusion", "reference", "phys_transfer_spearman"),
+    ("normal->effusion", "reference", "phys_attr_ratio"),
+    ("normal->effusion", "reference", "cf_ssim_vs_ideal_outside"),
+    ("effusion->normal", "latent", "remove_validity"),
+    ("effusion->normal", "latent", "cf_ssim_vs_ideal_outside"),
+    ("effusion->normal", "reference", "remove_validity"),
+    ("normal->effusion", "reference", "style_probe_r2_volume"),
+    ("normal->effusion", "reference", "style_probe_r2_side"),
+    ("normal->effusion", "reference", "style_probe_r2_physics"),
+    ("normal->effusion", "reference", "style_probe_r2_volume_null95"),
+    ("normal->effusion", "reference", "style_probe_r2_side_null95"),
+    ("normal->effusion", "reference", "style_probe_r2_physics_null95"),
+]
+
+
+def variant_config(base: dict, variant: str) -> dict:
+    cfg = json.loads(json.dumps(base))
+    overrides = TRUTH_VARIANTS[variant][1]
+    if overrides is not None:
+        for k, val in {**BASELINE, **overrides}.items():
+            set_dotted(cfg, k, val)
+    return cfg
+
+
+def one(variant: str, seed: int, a) -> Path:
+    name = f"{variant}-s{seed}"
+    run_dir, bench_dir = a.out / "runs" / name, a.out / "bench" / name
+    log = a.out / "logs" / f"{name}.log"
+    if not (run_dir / "checkpoints" / "index.json").exists() or not (run_dir / "done").exists():
+        resume = ["--resume"] if (run_dir / "checkpoints").exists() else []
+        run([sys.executable, "-m", "xraystyle", "train", "--config", str(a.out / "configs" / f"{variant}.yaml"),
+             "--out", str(run_dir), "--seed", str(seed), "--no-progress", *resume], log)
+        (run_dir / "done").write_text("trained\n")
+    if a.train_only:
+        return bench_dir / "truth.json"
+    if not (bench_dir / "truth.json").exists():
+        run([sys.executable, "-m", "xraystyle", "bench", "phantom", "--checkpoint", str(run_dir), "--out",
+             str(bench_dir), "--n-sources", str(a.n_sources), "--n-styles", str(a.n_styles), "--seed", "0",
+             "--no-progress"], log)
+    return bench_dir / "truth.json"
+
+
+def cell(values: list[float | None]) -> str:
+    v = np.array([x for x in values if x is not None], float)
+    if not len(v):
+        return "n/a"
+    return f"{v.mean():.3f}" + (f" ± {v.std(ddof=1):.3f}" if len(v) > 1 else "")
+
+
+def lookup(truth: dict, model: str, task: str, mode: str, metric: str) -> dict | None:
+    for r in truth["rows"]:
+        if (r["model"], r["task"], r["mode"], r["metric"]) == (model, task, mode, metric):
+            return r
+    return None
+
+
+def _ci(r: dict | None) -> str:
+    if r is None or r["value"] is None:
+        return "n/a"
+    lo, hi = r["ci95"]
+    return f"{r['value']:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def table(results: dict[str, list[dict]], models: list[str]) -> tuple[str, dict]:
+    """Three markdown tables over the TABLE rows: (1) each variant's run and constant-style,
+    mean ± sd over seeds; (2) the fixed baselines (identity, exposure-shift, noise, ideal: the same
+    sources and draws in every benchmark, so one value with its 95 % CI); (3) every seed's value
+    with its bootstrap 95 % CI."""
+    variants = list(results)
+    fixed = [m for m in models if m not in ("run", "constant-style")]
+    t1 = ["| task | mode | metric | " + " | ".join(variants) + " | "
+          + " | ".join(f"constant-style ({v})" for v in variants) + " |",
+          "|---|---|---|" + "---|" * (2 * len(variants))]
+    t2 = ["| task | mode | metric | n | " + " | ".join(fixed) + " |", "|---|---|---|---|" + "---|" * len(fixed)]
+    t3 = ["| task | mode | metric | " + " | ".join(f"{v} s{i}" for v in variants for i in range(len(results[v])))
+          + " |", "|---|---|---|" + "---|" * sum(len(r) for r in results.values())]
+    data: dict = {}
+    for task, mode, metric in TABLE:
+        key = f"{task}|{mode}|{metric}"
+        head = f"| {task} | {mode} | {metric} | "
+        runs, const = [], []
+        for v in variants:
+            for model, out in (("run", runs), ("constant-style", const)):
+                found = [lookup(t, model, task, mode, metric) for t in results[v]]
+                vals = [r["value"] if r else None for r in found]
+                out.append(cell(vals))
+                data.setdefault(key, {})[f"{v}:{model}"] = {
+                    "values": vals, "ci95": [r["ci95"] if r else None for r in found],
+                    "n": [r["n"] if r else None for r in found]}
+        t1.append(head + " | ".join(runs + const) + " |")
+        first = results[variants[0]][0]
+        fixed_rows = [lookup(first, m, task, mode, metric) for m in fixed]
+        n = next((r["n"] for r in fixed_rows if r), "")
+        t2.append(head + f"{n} | " + " | ".join(_ci(r) for r in fixed_rows) + " |")
+        for m, r in zip(fixed, fixed_rows):
+            data[key][m] = r
+        t3.append(head + " | ".join(_ci(lookup(t, "run", task, mode, metric)) for v in variants for t in results[v]) + " |")
+    md = ("### Runs (mean ± sd over seeds)\n\n" + "\n".join(t1)
+          + "\n\n### Fixed baselines (value [95 % CI])\n\n" + "\n".join(t2)
+          + "\n\n### Every run (value [95 % CI, bootstrap over sources])\n\n" + "\n".join(t3))
+    return md, data
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--variants", default="baseline,default,d-e-augment")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--config", default="demo")
+    p.add_argument("--jobs", type=int, default=2, help="runs in parallel (one CPU thread each)")
+    p.add_argument("--n-sources", type=int, default=40)
+    p.add_argument("--n-styles", type=int, default=6)
+    p.add_argument("--train-only", action="store_true", help="train, do not benchmark")
+    p.add_argument("--table-only", action="store_true", help="tabulate finished benchmarks, start nothing")
+    a = p.parse_args()
+    variants = [v for v in a.variants.split(",") if v]
+    unknown = sorted(set(variants) - set(TRUTH_VARIANTS))
+    if unknown:
+        p.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(TRUTH_VARIANTS)}")
+    seeds = [int(s) for s in a.seeds.split(",")]
+    for sub in ("runs", "bench", "logs", "configs"):
+        (a.out / sub).mkdir(parents=True, exist_ok=True)
+    base = yaml.safe_load(resolve_config(a.config).read_text())
+    for v in variants:
+        (a.out / "configs" / f"{v}.yaml").write_text(yaml.safe_dump(variant_config(base, v), sort_keys=False))
+
+    jobs = [] if a.table_only else [(v, s) for s in seeds for v in variants]
+    with cf.ThreadPoolExecutor(a.jobs) as pool:
+        futures = {pool.submit(one, v, s, a): (v, s) for v, s in jobs}
+        for f in cf.as_completed(futures):
+            v, s = futures[f]
+            try:
+                f.result()
+                print(f"done {v} seed {s}", flush=True)
+            except RuntimeError as exc:
+                print(f"FAILED {v} seed {s}: {exc}", flush=True)
+    if a.train_only:
+        return
+
+    results: dict[str, list[dict]] = {}
+    for v in variants:
+        found = [a.out / "bench" / f"{v}-s{s}" / "truth.json" for s in seeds]
+        results[v] = [json.loads(t.read_text()) for t in found if t.exists()]
+    results = {v: r for v, r in results.items() if r}
+    if not results:
+        sys.exit("no finished benchmarks")
+    models = list(dict.fromkeys(r["model"] for r in next(iter(results.values()))[0]["rows"]))
+    md, data = table(results, models)
+    meta = (f"config {a.config} ({base['model']['img_size']} px, {base['train']['iters']} iterations), seeds "
+            f"{a.seeds}; bench: {a.n_sources} sources per task, {a.n_styles} styles / references, seed 0.")
+    (a.out / "truth-table.md").write_text(meta + "\n\n" + md + "\n")
+    (a.out / "truth-table.json").write_text(json.dumps({"meta": meta, "cells": data}, indent=1))
+    print(meta + "\n\n" + md)
+
+
+if __name__ == "__main__":
+    main()
