@@ -32,7 +32,7 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from xraystyle.evaluation.bench import _split_rows
+    from xraystyle.evaluation.bench import split_rows
     from xraystyle.evaluation.truth import TASKS, Case, ModelTranslator, _full_effusion, _reference_attrs, _Renderer
     from xraystyle.paths import cache_dir
     from xraystyle.phantom.attributes import calibrate_attribute_oracle, patient_baseline
@@ -59,7 +59,7 @@ def main() -> None:
     models = {v: load_trained_model(a.runs / f"{v}-s{a.seed}") for v in variants}
     size = next(iter(models.values())).size
     manifest = default_phantom_manifest(size, cache_dir())
-    rows, _ = _split_rows(read_truth(manifest), manifest, "test")
+    rows, _ = split_rows(read_truth(manifest), manifest, "test")
     order = np.random.default_rng(np.random.SeedSequence([0, Stream.TRUTH, 4])).permutation(len(rows))  # the bench's order
     rows = [rows[i] for i in order]
     oracle = calibrate_attribute_oracle(size, n=400, seed=0)

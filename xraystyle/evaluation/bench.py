@@ -39,7 +39,7 @@ class BenchRequest:
     progress: bool = True
 
 
-def _split_rows(rows: list, manifest: Path, split: str) -> tuple[list, str]:
+def split_rows(rows: list, manifest: Path, split: str) -> tuple[list, str]:
     """The rows of ``split`` (all rows, said in meta, when the manifest has no split column)."""
     import pandas as pd
 
@@ -79,7 +79,7 @@ def run_phantom_bench(req: BenchRequest) -> Path:
     size = int(model.size)
     cohort = Path(req.cohort) if req.cohort is not None else default_phantom_manifest(size, cache_dir())
     manifest = cohort / MANIFEST_FILE if cohort.is_dir() else cohort
-    rows, split_used = _split_rows(read_truth(cohort), manifest, req.split)
+    rows, split_used = split_rows(read_truth(cohort), manifest, req.split)
     for task in tasks:
         n = sum(task.matches(r) for r in rows)
         if n < 2:
