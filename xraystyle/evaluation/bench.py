@@ -114,7 +114,7 @@ def run_phantom_bench(req: BenchRequest) -> Path:
         "versions": {"xraystyle": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-                    "device": str(dev)},
+                    "threads": torch.get_num_threads(), "device": str(dev)},
         "elapsed_s": round(time.perf_counter() - start, 1),
     }
     out.mkdir(parents=True, exist_ok=True)
