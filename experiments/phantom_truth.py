@@ -6,14 +6,14 @@ Trains, at the demo config's size and budget, the remedy-free StarGAN v2 (``base
 today's default (``default``: configs/demo.yaml as shipped) and ``d-e-augment`` (D and E see
 intensity-augmented images, nothing else), one run per variant and seed, then scores every run
 with ``xraystyle bench phantom`` and writes ``truth-table.md`` / ``truth-table.json`` (mean +- sd
-over seeds of each metric's value, plus each seed's bootstrap 95 % interval range). Finished
-runs and benchmarks are reused: rerun to resume. Figures: ``experiments/truth_figures.py``.
+over seeds, the fixed baselines, every seed's value with its bootstrap 95 % interval). Issue
+#16's candidates are more variants (``--variants e-equalized``). Finished runs and benchmarks are
+reused: rerun to resume. Figures: ``experiments/truth_figures.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as cf
 import json
 import sys
 from pathlib import Path
@@ -23,7 +23,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments.physics_ablation import BASELINE, VARIANTS, run, set_dotted  # noqa: E402
+from experiments.physics_ablation import BASELINE, VARIANTS, chosen_variants, run, run_all, set_dotted  # noqa: E402
 from xraystyle.paths import resolve_config  # noqa: E402
 
 # variant -> (description, overrides of the demo config); None: the demo config untouched.
@@ -34,6 +34,8 @@ TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
     # issue #16 candidate: E reads a soft-equalised image (models/equalize.py), no invariance loss
     "e-equalized": ("D sees augmented images; E reads the soft-equalised image",
                     {"physics.d_augment": True, "model.style_input": "equalized"}),
+    "e-equalized+fixed": ("e-equalized with the fixed normal style",
+                          {"physics.d_augment": True, "model.style_input": "equalized", "model.normal_style": "fixed"}),
 }
 
 # (task, mode, metric) shown in the table, in this order; truth.json holds every metric.
@@ -161,10 +163,7 @@ def main() -> None:
     p.add_argument("--train-only", action="store_true", help="train, do not benchmark")
     p.add_argument("--table-only", action="store_true", help="tabulate finished benchmarks, start nothing")
     a = p.parse_args()
-    variants = [v for v in a.variants.split(",") if v]
-    unknown = sorted(set(variants) - set(TRUTH_VARIANTS))
-    if unknown:
-        p.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(TRUTH_VARIANTS)}")
+    variants = chosen_variants(p, a.variants, TRUTH_VARIANTS)
     seeds = [int(s) for s in a.seeds.split(",")]
     for sub in ("runs", "bench", "logs", "configs"):
         (a.out / sub).mkdir(parents=True, exist_ok=True)
@@ -173,15 +172,7 @@ def main() -> None:
         (a.out / "configs" / f"{v}.yaml").write_text(yaml.safe_dump(variant_config(base, v), sort_keys=False))
 
     jobs = [] if a.table_only else [(v, s) for s in seeds for v in variants]
-    with cf.ThreadPoolExecutor(a.jobs) as pool:
-        futures = {pool.submit(one, v, s, a): (v, s) for v, s in jobs}
-        for f in cf.as_completed(futures):
-            v, s = futures[f]
-            try:
-                f.result()
-                print(f"done {v} seed {s}", flush=True)
-            except RuntimeError as exc:
-                print(f"FAILED {v} seed {s}: {exc}", flush=True)
+    run_all(jobs, lambda v, s: one(v, s, a), a.jobs)
     if a.train_only:
         return
 

@@ -79,6 +79,29 @@ def set_dotted(cfg: dict, dotted: str, value) -> None:
     node[leaf] = value
 
 
+def chosen_variants(p: argparse.ArgumentParser, text: str, known) -> list[str]:
+    """The comma-separated variants asked for; argparse's error for an unknown one."""
+    variants = [v for v in text.split(",") if v]
+    unknown = sorted(set(variants) - set(known))
+    if unknown:
+        p.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return variants
+
+
+def run_all(jobs: list[tuple[str, int]], fn, n_jobs: int) -> None:
+    """``fn(variant, seed)`` for every job, ``n_jobs`` at a time (each a subprocess with one
+    thread); a failed job is reported and the others go on."""
+    with cf.ThreadPoolExecutor(n_jobs) as pool:
+        futures = {pool.submit(fn, v, s): (v, s) for v, s in jobs}
+        for f in cf.as_completed(futures):
+            v, s = futures[f]
+            try:
+                f.result()
+                print(f"done {v} seed {s}", flush=True)
+            except RuntimeError as exc:
+                print(f"FAILED {v} seed {s}: {exc}", flush=True)
+
+
 def run(cmd: list[str], log: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     with open(log, "a") as fh:
@@ -140,10 +163,7 @@ def main() -> None:
     p.add_argument("--n-styles", type=int, default=5)
     p.add_argument("--table-only", action="store_true", help="tabulate finished runs, start nothing")
     a = p.parse_args()
-    variants = [v for v in a.variants.split(",") if v]
-    unknown = sorted(set(variants) - set(VARIANTS))
-    if unknown:
-        p.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+    variants = chosen_variants(p, a.variants, VARIANTS)
     seeds = [int(s) for s in a.seeds.split(",")]
     for sub in ("runs", "eval", "logs", "configs"):
         (a.out / sub).mkdir(parents=True, exist_ok=True)
@@ -169,15 +189,7 @@ def main() -> None:
             a.out / "logs" / "judge.log")
 
     jobs = [] if a.table_only else [(v, s) for s in seeds for v in variants]
-    with cf.ThreadPoolExecutor(a.jobs) as pool:
-        futures = {pool.submit(one, v, s, a, manifest, judge): (v, s) for v, s in jobs}
-        for f in cf.as_completed(futures):
-            v, s = futures[f]
-            try:
-                f.result()
-                print(f"done {v} seed {s}", flush=True)
-            except RuntimeError as exc:
-                print(f"FAILED {v} seed {s}: {exc}", flush=True)
+    run_all(jobs, lambda v, s: one(v, s, a, manifest, judge), a.jobs)
 
     results: dict[str, list[dict]] = {}
     for v in variants:
