@@ -420,6 +420,12 @@ def _meta(model: TrainedModel, classifier, manifest: Manifest, opt: EvalOptions,
     }
 
 
+def _priors(judges: Judges, manifest: Manifest, findings: list[str], size: int) -> dict[str, np.ndarray | None]:
+    """Where each finding goes: the oracle's calibrated prior on phantoms, else the cohort's masks."""
+    return {f: judges.oracle.models[f].prior if judges.oracle is not None else manifest_prior(manifest, f, size)
+            for f in findings}
+
+
 def _root(cache_dir: str | Path | None) -> Path:
     from ..paths import cache_dir as default_cache
 
@@ -442,8 +448,7 @@ def run_evaluation(model_like, manifest: Manifest | str | Path, classifier, opti
                           opt.progress) for d in domains]
         return Pool(parts, np.concatenate([np.tile(domain_set(d, findings), (len(p), 1)) for d, p in zip(domains, parts)]))
 
-    priors = {f: judges.oracle.models[f].prior if judges.oracle is not None else manifest_prior(manifest, f, model.size)
-              for f in findings}
+    priors = _priors(judges, manifest, findings, model.size)
     space = JudgeSpace.of(classifier.findings, classifier.thresholds.detach().cpu().double().numpy(),
                           classifier.findings, findings)
     ev = Evaluation(model, judges, space, findings, pool(opt.split, opt.limit, opt.seed),
@@ -484,8 +489,7 @@ def run_set_evaluation(model: TrainedModel, manifest: Manifest | str | Path, cla
                           opt.progress)
         return Pool([images], images.manifest.finding_matrix(findings))
 
-    priors = {f: judges.oracle.models[f].prior if judges.oracle is not None else manifest_prior(manifest, f, model.size)
-              for f in findings}
+    priors = _priors(judges, manifest, findings, model.size)
     space = JudgeSpace.of(classifier.findings, classifier.thresholds.detach().cpu().double().numpy(), judged, findings)
     ev = Evaluation(model, judges, space, findings, known_rows(opt.split, None, opt.seed),
                     known_rows(opt.split, opt.max_real, opt.seed + 1), known_rows(opt.fid_split, opt.max_real, opt.seed + 2),
