@@ -36,7 +36,26 @@ TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
                     {"physics.d_augment": True, "model.style_input": "equalized"}),
     "e-equalized+fixed": ("e-equalized with the fixed normal style",
                           {"physics.d_augment": True, "model.style_input": "equalized", "model.normal_style": "fixed"}),
+    # issue #16 candidate: D also classifies the domain of real images, G's fakes must be
+    # classified as the target (StarGAN v1's auxiliary classifier)
+    "cls": ("remedy-free + domain classification loss (lambda_cls 1)", {"loss.lambda_cls": 1.0}),
+    # issue #16 candidate: matching-aware D, a real image is fake for another domain's head
+    "mismatch": ("remedy-free + matching-aware D (lambda_mismatch 1)", {"loss.lambda_mismatch": 1.0}),
+    "mismatch+e-equalized+fixed": ("e-equalized+fixed with the matching-aware D (lambda_mismatch 1)",
+                                   {"physics.d_augment": True, "model.style_input": "equalized",
+                                    "model.normal_style": "fixed", "loss.lambda_mismatch": 1.0}),
+    # issue #16 item 3, removal: a weaker cycle (which rewards leaving the fluid in place)
+    "cls-cyc0.25": ("cls with lambda_cyc 0.25", {"loss.lambda_cls": 1.0, "loss.lambda_cyc": 0.25}),
+    "cls+e-equalized+fixed": ("e-equalized+fixed with the domain classification loss (lambda_cls 1)",
+                              {"physics.d_augment": True, "model.style_input": "equalized",
+                               "model.normal_style": "fixed", "loss.lambda_cls": 1.0}),
 }
+# Issue #16 item 1, what limits quality: the remedy-free baseline over base width x steps (one
+# seed; ``baseline`` is width 8, 1500 steps). The diversity weight decays over the whole run.
+GRID = [(w, it) for it in (1500, 4000) for w in (8, 16, 32) if (w, it) != (8, 1500)]
+for _w, _it in GRID:
+    TRUTH_VARIANTS[f"baseline-w{_w}-i{_it}"] = (f"remedy-free, base width {_w}, {_it} steps", {
+        "model.base_width": _w, "train.iters": _it, "loss.ds_decay_iters": _it})
 
 # (task, mode, metric) shown in the table, in this order; truth.json holds every metric.
 TABLE = [
@@ -162,6 +181,7 @@ def main() -> None:
     p.add_argument("--n-styles", type=int, default=6)
     p.add_argument("--train-only", action="store_true", help="train, do not benchmark")
     p.add_argument("--table-only", action="store_true", help="tabulate finished benchmarks, start nothing")
+    p.add_argument("--table", default="truth-table", help="name of the table files (.md / .json) in --out")
     a = p.parse_args()
     variants = chosen_variants(p, a.variants, TRUTH_VARIANTS)
     seeds = [int(s) for s in a.seeds.split(",")]
@@ -185,10 +205,11 @@ def main() -> None:
         sys.exit("no finished benchmarks")
     models = list(dict.fromkeys(r["model"] for r in next(iter(results.values()))[0]["rows"]))
     md, data = table(results, models)
-    meta = (f"config {a.config} ({base['model']['img_size']} px, {base['train']['iters']} iterations), seeds "
-            f"{a.seeds}; bench: {a.n_sources} sources per task, {a.n_styles} styles / references, seed 0.")
-    (a.out / "truth-table.md").write_text(meta + "\n\n" + md + "\n")
-    (a.out / "truth-table.json").write_text(json.dumps({"meta": meta, "cells": data}, indent=1))
+    meta = (f"config {a.config} ({base['model']['img_size']} px, {base['train']['iters']} iterations; each "
+            f"variant's overrides in {a.out / 'configs'}), seeds {a.seeds}; bench: {a.n_sources} sources per "
+            f"task, {a.n_styles} styles / references, seed 0.")
+    (a.out / f"{a.table}.md").write_text(meta + "\n\n" + md + "\n")
+    (a.out / f"{a.table}.json").write_text(json.dumps({"meta": meta, "cells": data}, indent=1))
     print(meta + "\n\n" + md)
 
 

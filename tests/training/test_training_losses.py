@@ -113,3 +113,86 @@ def test_d_loss_runs_the_real_pass_on_d_r1_only_when_r1_applies(tiny_cfg):
     calls.clear()
     d_loss(spies, x, y, 1 - y, z_trg=z, r1_weight=0.0)  # lazy R1, a step without it
     assert calls == [("D", False), ("D", False)]
+
+
+def test_cls_loss_domain_indices_is_cross_entropy_and_sets_skip_unknown():
+    from xraystyle.training.losses import cls_loss
+
+    logits = torch.tensor([[2.0, -1.0], [0.5, 0.5]])
+    y = torch.tensor([0, 1])
+    assert cls_loss(logits, y).item() == pytest.approx(nn.functional.cross_entropy(logits, y).item())
+    # finding sets: per-finding BCE over the known entries only (NaN = unknown, never "absent")
+    y_set = torch.tensor([[1.0, float("nan")], [0.0, 1.0]])
+    known = nn.functional.binary_cross_entropy_with_logits(
+        torch.tensor([2.0, 0.5, 0.5]), torch.tensor([1.0, 0.0, 1.0]))
+    assert cls_loss(logits, y_set).item() == pytest.approx(known.item(), rel=1e-6)
+    # a confident wrong class costs more than a confident right one
+    assert cls_loss(torch.tensor([[5.0, -5.0]]), torch.tensor([1])) > cls_loss(torch.tensor([[5.0, -5.0]]), torch.tensor([0]))
+
+
+def test_lambda_cls_classifier_trained_on_real_by_d_and_on_fakes_by_g(tiny_cfg):
+    torch.manual_seed(0)
+    nets = build_networks(tiny_cfg.model, 2, d_classify=True)
+    x = torch.randn(2, 1, 32, 32)
+    y = torch.tensor([0, 1])
+    z = torch.randn(2, tiny_cfg.model.latent_dim)
+    loss, terms = d_loss(nets, x, y, 1 - y, z_trg=z, r1_weight=1.0, lambda_cls=0.5)
+    assert set(terms) == {"real", "fake", "r1", "cls"}
+    assert loss.item() == pytest.approx((terms["real"] + terms["fake"] + terms["r1"] + 0.5 * terms["cls"]).item(), rel=1e-5)
+    loss.backward()
+    assert nets["D"].cls.weight.grad.abs().sum() > 0
+    nets.zero_grad(set_to_none=True)
+    zs = (z, torch.randn(2, tiny_cfg.model.latent_dim))
+    loss, t = g_loss(nets, x, y, 1 - y, z_trgs=zs, lambda_cls=2.0)
+    expected = t["adv"] + t["sty"] - t["ds"] + t["cyc"] + 2.0 * t["cls"]
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    loss.backward()
+    assert all(p.grad is not None for p in nets["G"].parameters())
+    # the published objective has no classifier: D without one refuses to classify
+    plain = build_networks(tiny_cfg.model, 2)
+    assert plain["D"].cls is None
+    with pytest.raises(RuntimeError, match="without a domain classifier"):
+        d_loss(plain, x, y, 1 - y, z_trg=z, r1_weight=0.0, lambda_cls=1.0)
+
+
+def test_lambda_cls_must_be_non_negative():
+    from xraystyle.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="lambda_cls"):
+        LossConfig(lambda_cls=-1.0)
+
+
+def test_mismatched_labels_domains_and_sets():
+    from xraystyle.training.losses import mismatched
+
+    y_wrong, rows = mismatched(torch.tensor([0, 1, 1]), torch.tensor([1, 1, 0]))
+    assert rows.tolist() == [True, False, True] and y_wrong.tolist() == [1, 1, 0]
+    nan = float("nan")
+    y_org = torch.tensor([[1.0, nan], [0.0, 1.0], [nan, 0.0]])
+    y_trg = torch.tensor([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
+    y_wrong, rows = mismatched(y_org, y_trg)
+    # row 0: effusion flipped, the unknown second finding stays unknown; row 1: same set; row 2:
+    # only an unknown differs, so no wrong label is known
+    assert rows.tolist() == [True, False, False]
+    assert y_wrong[0, 0] == 0.0 and torch.isnan(y_wrong[0, 1])
+
+
+def test_lambda_mismatch_real_images_are_fake_for_other_domains_heads(tiny_cfg):
+    torch.manual_seed(0)
+    nets = build_networks(tiny_cfg.model, 2)
+    x = torch.randn(4, 1, 32, 32)
+    y_org, y_trg = torch.tensor([0, 1, 0, 1]), torch.tensor([1, 1, 0, 0])
+    z = torch.randn(4, tiny_cfg.model.latent_dim)
+    torch.manual_seed(1)
+    base, t0 = d_loss(nets, x, y_org, y_trg, z_trg=z, r1_weight=0.0)
+    torch.manual_seed(1)
+    loss, t = d_loss(nets, x, y_org, y_trg, z_trg=z, r1_weight=0.0, lambda_mismatch=2.0)
+    assert "mismatch" not in t0
+    # the term is D's "fake" loss of the real images 0 and 3 under the other domain's head
+    with torch.no_grad():
+        out = nets["D"](x[[0, 3]], y_trg[[0, 3]])
+    assert t["mismatch"].item() == pytest.approx(adv_loss(out, 0.0).item(), rel=1e-5)
+    assert loss.item() == pytest.approx((base + 2.0 * t["mismatch"]).item(), rel=1e-5)
+    # no row with a wrong label: the term is 0, not NaN
+    _, t_same = d_loss(nets, x, y_org, y_org, z_trg=z, r1_weight=0.0, lambda_mismatch=1.0)
+    assert t_same["mismatch"].item() == 0.0

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -96,16 +98,25 @@ def one_step_multilabel_run(tmp_path, n=6):
     return m
 
 
-@pytest.mark.parametrize("kind", ["set-additive", "set-film"])
-def test_multilabel_training_runs_and_resumes(tmp_path, kind):
+@pytest.mark.parametrize("kind,lambda_cls", [("set-additive", 0.0), ("set-film", 0.0), ("set-additive", 1.0)])
+def test_multilabel_training_runs_and_resumes(tmp_path, kind, lambda_cls):
+    # lambda_cls > 0 also switches the matching-aware D on: both read finding sets with unknowns
     m = write_multilabel_cohort(tmp_path / "c")
     cfg = load_config(resolve_config("tiny"), {"domains": ["effusion", "nodule"], "model.conditioning": kind,
-                                               "data.holdout_combinations": [["effusion", "nodule"]]})
+                                               "data.holdout_combinations": [["effusion", "nodule"]],
+                                               "loss.lambda_cls": lambda_cls, "loss.lambda_mismatch": lambda_cls})
     accel = make_accel("reference", torch.device("cpu"))
     result = training_loop(cfg, tmp_path / "run", m, cache_dir=tmp_path / "cache", accel=accel, progress=False)
     assert result.step == 4
     payload, _ = load_latest(tmp_path / "run")
     assert payload["config"]["model"]["conditioning"] == kind
+    # the classifier (one logit per finding, unknown labels left out) is trained and finite
+    assert ("cls.weight" in payload["state"]["nets"]["D"]) == (lambda_cls > 0)
+    if lambda_cls:
+        stats = [json.loads(line) for line in (tmp_path / "run" / "stats.jsonl").read_text().splitlines()]
+        assert all(np.isfinite(r[k]) for r in stats if "D/latent_cls" in r
+                   for k in ("D/latent_cls", "G/ref_cls", "D/ref_mismatch"))
+        assert any("D/latent_cls" in r for r in stats)
     assert (tmp_path / "run" / "samples" / "latent_0000004.png").exists()
 
 

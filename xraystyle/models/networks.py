@@ -175,15 +175,26 @@ class StyleEncoder(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """D(x, y): multi-task discriminator, one real/fake logit per image for its domain ``y``."""
+    """D(x, y): multi-task discriminator, one real/fake logit per image for its domain ``y``.
 
-    def __init__(self, cfg: ModelConfig, num_conditions: int):
+    With ``classify`` it also has a domain classifier on the same trunk (StarGAN v1's auxiliary
+    classifier, Choi et al. 2018): one logit per domain, or per finding for set labels.
+    ``D(x, y, classify=True)`` returns ``(real/fake logit, class logits)`` from one trunk pass."""
+
+    def __init__(self, cfg: ModelConfig, num_conditions: int, classify: bool = False):
         super().__init__()
         self.trunk = _Trunk(cfg)
         self.head = make_head(cfg.conditioning, num_conditions, self.trunk.out_features, 1)
+        self.cls = nn.Linear(self.trunk.out_features, num_conditions) if classify else None
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.head(self.trunk(x), y).squeeze(1)
+    def forward(self, x: torch.Tensor, y: torch.Tensor, classify: bool = False):
+        h = self.trunk(x)
+        out = self.head(h, y).squeeze(1)
+        if not classify:
+            return out
+        if self.cls is None:
+            raise RuntimeError("this discriminator was built without a domain classifier")
+        return out, self.cls(h)
 
 
 def he_init(module: nn.Module) -> None:
@@ -195,13 +206,14 @@ def he_init(module: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
-def build_networks(cfg: ModelConfig, num_conditions: int) -> nn.ModuleDict:
-    """G, F, E, D as a ModuleDict keyed by the paper's letters: "G", "F", "E", "D"."""
+def build_networks(cfg: ModelConfig, num_conditions: int, d_classify: bool = False) -> nn.ModuleDict:
+    """G, F, E, D as a ModuleDict keyed by the paper's letters: "G", "F", "E", "D".
+    ``d_classify``: D carries the domain classifier (``loss.lambda_cls > 0``)."""
     nets = nn.ModuleDict({
         "G": Generator(cfg),
         "F": MappingNetwork(cfg, num_conditions),
         "E": StyleEncoder(cfg, num_conditions),
-        "D": Discriminator(cfg, num_conditions),
+        "D": Discriminator(cfg, num_conditions, classify=d_classify),
     })
     he_init(nets)
     return nets

@@ -26,11 +26,18 @@ class LossConfig:
     lambda_ds: float = 1.0  # initial weight, decayed linearly to 0 over ds_decay_iters
     ds_decay_iters: int = 100_000
     lambda_cyc: float = 1.0
+    # Domain classification (StarGAN v1): D classifies real images' domain, G's fakes must be
+    # classified as the target. 0 = StarGAN v2 as published (no classifier).
+    lambda_cls: float = 0.0
+    # Matching-aware D (GAN-CLS, Reed et al. 2016): a real image shown to the head of a domain it
+    # is not in counts as fake, so each head must tell its domain from the others on real images,
+    # not only real from (blurrier) fake. 0 = as published.
+    lambda_mismatch: float = 0.0
     r1_weight: float = 1.0
     r1_interval: int = 1  # lazy R1: every k D steps with weight * k (1 = every step, as published)
 
     def __post_init__(self):
-        for key in ("lambda_sty", "lambda_ds", "lambda_cyc", "r1_weight"):
+        for key in ("lambda_sty", "lambda_ds", "lambda_cyc", "lambda_cls", "lambda_mismatch", "r1_weight"):
             check(getattr(self, key) >= 0, f"loss.{key}", "must be >= 0")
         check(self.ds_decay_iters >= 1, "loss.ds_decay_iters", "must be >= 1")
         check(self.r1_interval >= 1, "loss.r1_interval", "must be >= 1")
@@ -47,6 +54,38 @@ def lambda_ds_at(cfg: LossConfig, step: int) -> float:
 def adv_loss(logits: torch.Tensor, target: float) -> torch.Tensor:
     """Non-saturating adversarial loss: BCE of the logits against an all-``target`` label."""
     return nnf.binary_cross_entropy_with_logits(logits.float(), torch.full_like(logits.float(), target))
+
+
+def cls_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Domain classification loss: cross-entropy over domains for domain indices (LongTensor
+    ``[B]``), per-finding binary cross-entropy for finding sets (``[B, K]`` with NaN = unknown,
+    which is left out, never read as absent)."""
+    logits = logits.float()
+    if not y.is_floating_point():
+        return nnf.cross_entropy(logits, y.long())
+    known = ~torch.isnan(y)
+    bce = nnf.binary_cross_entropy_with_logits(logits, torch.nan_to_num(y.float()), reduction="none")
+    return (bce * known).sum() / known.sum().clamp(min=1)
+
+
+def _judge(D, x: torch.Tensor, y: torch.Tensor, lambda_cls: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """D's real/fake logit for ``x`` as domain ``y`` and, with the classifier in use, its
+    classification loss against ``y`` (one trunk pass for both)."""
+    if lambda_cls <= 0:
+        return D(x, y), None
+    out, logits = D(x, y, classify=True)
+    return out, cls_loss(logits, y)
+
+
+def mismatched(y_org: torch.Tensor, y_trg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(y_wrong, rows)``: a label each real image does *not* have, taken from ``y_trg``, and the
+    bool rows where there is one. Domain indices: ``y_trg`` where it differs from ``y_org``. Finding
+    sets: ``y_org`` with the findings that are known on both sides and differ set to ``y_trg``'s
+    value (unknown findings stay unknown: an image is never claimed to lack what it may show)."""
+    if not y_org.is_floating_point():
+        return y_trg, y_trg != y_org
+    differ = (y_org != y_trg) & ~torch.isnan(y_org) & ~torch.isnan(y_trg)
+    return torch.where(differ, y_trg, y_org), differ.any(dim=1)
 
 
 def r1_penalty(d_out: torch.Tensor, x_real: torch.Tensor) -> torch.Tensor:
@@ -69,8 +108,11 @@ def _through(phys: PhysicsAug | None, which: str, x: torch.Tensor | None) -> tor
 def d_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.Tensor, *,
            z_trg: torch.Tensor | None = None, x_ref: torch.Tensor | None = None,
            r1_weight: float = 1.0, phys: PhysicsAug | None = None,
-           fixed_trg: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Discriminator loss: real vs. fake (latent- or reference-guided) plus R1 on real images.
+           fixed_trg: torch.Tensor | None = None, lambda_cls: float = 0.0,
+           lambda_mismatch: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Discriminator loss: real vs. fake (latent- or reference-guided) plus R1 on real images,
+    plus (``lambda_cls``) the classification of the real images' domain and (``lambda_mismatch``)
+    real images judged as fake by the head of a domain ``y_trg`` they are not in.
 
     With ``phys.cfg.d_augment`` D sees augmented real and fake images (R1 at the augmented
     real, as in ADA); ``fixed_trg`` marks rows whose target has the deterministic style."""
@@ -83,7 +125,7 @@ def d_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
     # "D_r1" (when given) is the eager D: compiled graphs cannot be differentiated twice.
     D_real = nets["D_r1"] if use_r1 and "D_r1" in nets else nets["D"]
     with fp32:
-        out_real = D_real(x_in, y_org)
+        out_real, loss_cls = _judge(D_real, x_in, y_org, lambda_cls)
         loss_reg = r1_penalty(out_real, x_in) if use_r1 else out_real.new_zeros(())
     loss_real = adv_loss(out_real, 1.0)
 
@@ -94,6 +136,17 @@ def d_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
 
     loss = loss_real + loss_fake + r1_weight * loss_reg
     terms = {"real": loss_real, "fake": loss_fake, "r1": loss_reg}
+    if loss_cls is not None:
+        loss = loss + lambda_cls * loss_cls
+        terms["cls"] = loss_cls
+    if lambda_mismatch > 0:
+        # Every row is scored (no data-dependent shapes); rows without a wrong label weigh 0.
+        y_wrong, rows = mismatched(y_org, y_trg)
+        out_wrong = nets["D"](x_in.detach(), y_wrong).float()
+        per_row = nnf.binary_cross_entropy_with_logits(out_wrong, torch.zeros_like(out_wrong), reduction="none")
+        loss_mis = (per_row * rows).sum() / rows.sum().clamp(min=1)
+        loss = loss + lambda_mismatch * loss_mis
+        terms["mismatch"] = loss_mis
     return loss, {k: v.detach() for k, v in terms.items()}
 
 
@@ -101,17 +154,19 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
            z_trgs: tuple[torch.Tensor, torch.Tensor] | None = None,
            x_refs: tuple[torch.Tensor, torch.Tensor] | None = None,
            lambda_sty: float = 1.0, lambda_ds: float = 1.0, lambda_cyc: float = 1.0,
-           phys: PhysicsAug | None = None, fixed_trg: torch.Tensor | None = None,
+           lambda_cls: float = 0.0, phys: PhysicsAug | None = None, fixed_trg: torch.Tensor | None = None,
            fixed_org: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Generator loss: adversarial + style reconstruction - diversity sensitivity + cycle,
-    plus the physics terms of ``phys`` (style-encoder invariance, generator equivariance)."""
+    plus the physics terms of ``phys`` (style-encoder invariance, generator equivariance) and
+    (``lambda_cls``) D's classification of the fake as the target domain."""
     z_trg, z_trg2 = z_trgs if z_trgs is not None else (None, None)
     x_ref, x_ref2 = x_refs if x_refs is not None else (None, None)
     E, G = nets["E"], nets["G"]
 
     s_trg = style_target(nets, y_trg, z_trg, _through(phys, "e", x_ref), fixed_trg)
     x_fake = G(x_real, s_trg)
-    loss_adv = adv_loss(nets["D"](_through(phys, "d", x_fake), y_trg), 1.0)
+    out_fake, loss_cls = _judge(nets["D"], _through(phys, "d", x_fake), y_trg, lambda_cls)
+    loss_adv = adv_loss(out_fake, 1.0)
 
     s_pred = E(_through(phys, "sty", x_fake), y_trg)
     loss_sty = (s_pred.float() - s_trg.float()).abs().mean()
@@ -130,6 +185,9 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
 
     loss = loss_adv + lambda_sty * loss_sty - lambda_ds * loss_ds + lambda_cyc * loss_cyc
     terms = {"adv": loss_adv, "sty": loss_sty, "ds": loss_ds, "cyc": loss_cyc}
+    if loss_cls is not None:
+        loss = loss + lambda_cls * loss_cls
+        terms["cls"] = loss_cls
     if phys is not None and phys.cfg.lambda_inv > 0:
         # The style of an image must not depend on its exposure: real and generated images. E of
         # the plain image is already at hand (cycle / style terms) unless a remedy changed its input.

@@ -56,7 +56,8 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
     step = state.step
     lc = cfg.loss
     r1_weight = lc.r1_weight * lc.r1_interval if step % lc.r1_interval == 0 else 0.0
-    lam = {"lambda_sty": lc.lambda_sty, "lambda_ds": lambda_ds_at(lc, step), "lambda_cyc": lc.lambda_cyc}
+    lam = {"lambda_sty": lc.lambda_sty, "lambda_ds": lambda_ds_at(lc, step), "lambda_cyc": lc.lambda_cyc,
+           "lambda_cls": lc.lambda_cls}
     x_real, x_ref, x_ref2 = (accel.prepare(x) for x in (batch.x_real, batch.x_ref, batch.x_ref2))
     y_org, y_trg = batch.y_org, batch.y_trg
     terms: dict[str, torch.Tensor] = {}
@@ -70,7 +71,8 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
     # Discriminator: once with a latent-guided fake, once with a reference-guided fake.
     for tag, y, guide in (("latent", y_trg, {"z_trg": batch.z_trg}), ("ref", batch.y_ref, {"x_ref": x_ref})):
         with accel.autocast():
-            loss, t = d_loss(fwd, x_real, y_org, y, r1_weight=r1_weight, phys=phys, fixed_trg=fixed[tag], **guide)
+            loss, t = d_loss(fwd, x_real, y_org, y, r1_weight=r1_weight, phys=phys, fixed_trg=fixed[tag],
+                            lambda_cls=lc.lambda_cls, lambda_mismatch=lc.lambda_mismatch, **guide)
         _update(state, loss, ("D",), grad_sync)
         terms.update({f"D/{tag}_{k}": v for k, v in t.items()})
 

@@ -1,0 +1,108 @@
+"""Why removal fails (issue #16, item 3): what the attribute oracle reads on a model's "normal"
+outputs when there was no fluid to remove.
+
+    python experiments/removal_diagnosis.py runs/phantom-truth/runs/baseline-s0 ... --out removal.json
+
+For each run, on the built-in phantom's test split at the run's size (EMA weights, latent-guided,
+``--n-styles`` codes per source, the benchmark's seeded source order), the share of outputs the
+oracle reads as *this patient without fluid* for three inputs translated to ``normal``:
+
+- ``normal->normal``: sources without an effusion. An ideal model returns the source (oracle:
+  1.00); what is missing from 1 is fluid the generator *draws* (blunted costophrenic angles) or a
+  different patient: the ceiling of ``remove_validity`` for this generator.
+- ``ideal-removed->normal``: the effusion sources' ideal removals (the same patients without the
+  fluid): the same ceiling on the removal task's own patients.
+- ``effusion->normal``: the benchmark's removal (``remove_validity``'s numerator).
+
+A removal that works scores the second and third rows alike; a generator whose outputs read as
+fluid anyway scores all three low. Intervals: Wilson 95 % over outputs (``n`` = sources x styles;
+styles of one source are not independent, so the intervals are narrow by about sqrt(styles)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
+    if n == 0:
+        return [math.nan, math.nan]
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return [round(c - h, 3), round(c + h, 3)]
+
+
+def main() -> None:
+    import torch
+
+    from xraystyle.evaluation.bench import split_rows
+    from xraystyle.evaluation.truth import _lung_source, _Renderer
+    from xraystyle.models.translate import translate_latent
+    from xraystyle.paths import cache_dir
+    from xraystyle.phantom.attributes import calibrate_attribute_oracle, patient_baseline
+    from xraystyle.phantom.default import default_phantom_manifest
+    from xraystyle.phantom.ideal import MANIFEST_FILE, read_truth
+    from xraystyle.streams import Stream
+    from xraystyle.trained import load_trained_model
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="+", type=Path)
+    p.add_argument("--n-sources", type=int, default=29)
+    p.add_argument("--n-styles", type=int, default=6)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path)
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    results = {}
+    for run in a.runs:
+        model = load_trained_model(run)
+        size = model.size
+        cohort = default_phantom_manifest(size, cache_dir())
+        rows, split = split_rows(read_truth(cohort), cohort / MANIFEST_FILE if cohort.is_dir() else cohort, "test")
+        order = np.random.default_rng(np.random.SeedSequence([a.seed, Stream.TRUTH, 4])).permutation(len(rows))
+        rows = [rows[i] for i in order]
+        oracle = calibrate_attribute_oracle(size, n=400, seed=0)
+        renderer = _Renderer(model.preprocess)
+        effusions = [r for r in rows if r.labels.get("effusion")][:a.n_sources]
+        normals = [r for r in rows if not r.labels.get("effusion")][:a.n_sources]
+        y = model.labels.parse("normal")
+        cases = {
+            "normal->normal": [(r, renderer.render(r)[0]) for r in normals],
+            "ideal-removed->normal": [(r, renderer.render(r, remove=("effusion",))[0]) for r in effusions],
+            "effusion->normal": [(r, renderer.render(r)[0]) for r in effusions],
+        }
+        res = {}
+        for name, items in cases.items():
+            k = n = 0
+            for j, (row, image) in enumerate(items):
+                x = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None, None].repeat(a.n_styles, 1, 1, 1)
+                yy = y.repeat(a.n_styles, *([1] * (y.ndim - 1)))
+                g = torch.Generator().manual_seed(a.seed * 1_000_003 + j)
+                z = torch.randn(a.n_styles, model.latent_dim, generator=g)
+                with torch.no_grad():
+                    out = translate_latent(model.nets, x, yy, z, model.fixed(yy))[:, 0].numpy()
+                base = patient_baseline(row.seed, size, row.physics, lung_source=_lung_source(row))
+                reads = [oracle.measure(o, base) for o in out]
+                k += sum(r.valid and r.side == "none" for r in reads)
+                n += len(reads)
+            res[name] = {"no_fluid": round(k / n, 3), "ci95": wilson(k, n), "n": n, "sources": len(items)}
+        results[str(run)] = res
+        print(f"\n{run} (step {model.step}, split {split})")
+        for name, r in res.items():
+            print(f"  {name:24s} {r['no_fluid']:.3f} {r['ci95']}  n={r['n']}")
+    if a.out:
+        a.out.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
