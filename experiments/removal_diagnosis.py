@@ -15,7 +15,13 @@ oracle reads as *this patient without fluid* for three inputs translated to ``no
 - ``effusion->normal``: the benchmark's removal (``remove_validity``'s numerator).
 
 A removal that works scores the second and third rows alike; a generator whose outputs read as
-fluid anyway scores all three low. Intervals: Wilson 95 % over outputs (``n`` = sources x styles;
+fluid anyway scores all three low.
+
+It also asks the run's discriminator (training weights, not EMA) what it sees: the mean logit of
+its ``normal`` and ``effusion`` heads on real normals, real effusions, the effusions' ideal
+removals and the model's removals, and, where D has the domain classifier (``loss.lambda_cls``),
+its mean P(effusion). A head that scores real effusions as high as real normals does not look at
+the fluid, and cannot ask G to remove it. Intervals: Wilson 95 % over outputs (``n`` = sources x styles;
 styles of one source are not independent, so the intervals are narrow by about sqrt(styles)).
 """
 
@@ -42,6 +48,47 @@ def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
     return [round(c - h, 3), round(c + h, 3)]
 
 
+def d_probe(run: Path, model, cases: dict, renderer) -> dict:
+    """Mean logit of D's normal / effusion heads (and P(effusion) of its classifier) per input."""
+    import torch
+
+    from xraystyle.models.networks import build_networks
+    from xraystyle.models.translate import translate_latent
+    from xraystyle.training.checkpoint import load_latest
+    from xraystyle.training.config import load_config
+
+    payload, _ = load_latest(run)
+    cfg = load_config(run / "config.yaml")
+    nets = build_networks(cfg.model, len(cfg.domains), d_classify=cfg.loss.lambda_cls > 0)
+    nets["D"].load_state_dict(payload["state"]["nets"]["D"])
+    D = nets["D"].eval()
+
+    def stack(items):
+        return torch.from_numpy(np.stack([im for _, im in items]).astype(np.float32))[:, None]
+
+    x_eff = stack(cases["effusion->normal"])
+    y = model.labels.parse("normal").repeat(len(x_eff), *([1] * (model.labels.parse("normal").ndim - 1)))
+    z = torch.randn(len(x_eff), model.latent_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        removed = translate_latent(model.nets, x_eff, y, z, model.fixed(y))
+    inputs = {"real normal": stack(cases["normal->normal"]), "real effusion": x_eff,
+              "ideal removal": stack(cases["ideal-removed->normal"]), "model removal": removed}
+    out = {}
+    for name, x in inputs.items():
+        row = {}
+        with torch.no_grad():
+            for head in ("normal", "effusion"):
+                yh = model.labels.parse(head).repeat(len(x), *([1] * (model.labels.parse(head).ndim - 1)))
+                if D.cls is not None and head == "normal":
+                    logit, cls = D(x, yh, classify=True)
+                    row["P(effusion)"] = round(float(torch.softmax(cls, 1)[:, model.domains.index("effusion")].mean()), 3)
+                else:
+                    logit = D(x, yh)
+                row[f"D_{head}"] = round(float(logit.mean()), 3)
+        out[name] = row
+    return out
+
+
 def main() -> None:
     import torch
 
@@ -66,6 +113,8 @@ def main() -> None:
     results = {}
     for run in a.runs:
         model = load_trained_model(run)
+        if model.labels.multi_label or "effusion" not in model.domains:
+            sys.exit(f"{run}: a normal / effusion (single-domain) run is needed")
         size = model.size
         cohort = default_phantom_manifest(size, cache_dir())
         rows, split = split_rows(read_truth(cohort), cohort / MANIFEST_FILE if cohort.is_dir() else cohort, "test")
@@ -96,10 +145,14 @@ def main() -> None:
                 k += sum(r.valid and r.side == "none" for r in reads)
                 n += len(reads)
             res[name] = {"no_fluid": round(k / n, 3), "ci95": wilson(k, n), "n": n, "sources": len(items)}
+        res["discriminator"] = d_probe(run, model, cases, renderer)
         results[str(run)] = res
         print(f"\n{run} (step {model.step}, split {split})")
         for name, r in res.items():
-            print(f"  {name:24s} {r['no_fluid']:.3f} {r['ci95']}  n={r['n']}")
+            if name != "discriminator":
+                print(f"  {name:24s} {r['no_fluid']:.3f} {r['ci95']}  n={r['n']}")
+        for name, r in res["discriminator"].items():
+            print(f"  D on {name:20s} " + "  ".join(f"{k} {v:+.2f}" for k, v in r.items()))
     if a.out:
         a.out.write_text(json.dumps(results, indent=1))
 
