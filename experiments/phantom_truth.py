@@ -27,6 +27,10 @@ from experiments.physics_ablation import BASELINE, VARIANTS, chosen_variants, ru
 from xraystyle.paths import resolve_config  # noqa: E402
 
 # variant -> (description, overrides of the demo config); None: the demo config untouched.
+# D sees augmented images, E reads the soft-equalised image, one deterministic normal style:
+# the base of issue #16's candidates that add an objective.
+EQ_FIXED = {"physics.d_augment": True, "model.style_input": "equalized", "model.normal_style": "fixed"}
+
 TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
     "baseline": ("remedy-free StarGAN v2 (augmentation of all inputs only)", {}),
     "default": ("today's default: configs/demo.yaml as shipped (d-e-augment + E invariance + fixed normal)", None),
@@ -34,21 +38,18 @@ TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
     # issue #16 candidate: E reads a soft-equalised image (models/equalize.py), no invariance loss
     "e-equalized": ("D sees augmented images; E reads the soft-equalised image",
                     {"physics.d_augment": True, "model.style_input": "equalized"}),
-    "e-equalized+fixed": ("e-equalized with the fixed normal style",
-                          {"physics.d_augment": True, "model.style_input": "equalized", "model.normal_style": "fixed"}),
+    "e-equalized+fixed": ("e-equalized with the fixed normal style", EQ_FIXED),
     # issue #16 candidate: D also classifies the domain of real images, G's fakes must be
     # classified as the target (StarGAN v1's auxiliary classifier)
     "cls": ("remedy-free + domain classification loss (lambda_cls 1)", {"loss.lambda_cls": 1.0}),
     # issue #16 candidate: matching-aware D, a real image is fake for another domain's head
     "mismatch": ("remedy-free + matching-aware D (lambda_mismatch 1)", {"loss.lambda_mismatch": 1.0}),
     "mismatch+e-equalized+fixed": ("e-equalized+fixed with the matching-aware D (lambda_mismatch 1)",
-                                   {"physics.d_augment": True, "model.style_input": "equalized",
-                                    "model.normal_style": "fixed", "loss.lambda_mismatch": 1.0}),
+                                   {**EQ_FIXED, "loss.lambda_mismatch": 1.0}),
     # issue #16 item 3, removal: a weaker cycle (which rewards leaving the fluid in place)
     "cls-cyc0.25": ("cls with lambda_cyc 0.25", {"loss.lambda_cls": 1.0, "loss.lambda_cyc": 0.25}),
     "cls+e-equalized+fixed": ("e-equalized+fixed with the domain classification loss (lambda_cls 1)",
-                              {"physics.d_augment": True, "model.style_input": "equalized",
-                               "model.normal_style": "fixed", "loss.lambda_cls": 1.0}),
+                              {**EQ_FIXED, "loss.lambda_cls": 1.0}),
 }
 # Issue #16 item 1, what limits quality: the remedy-free baseline over base width x steps (one
 # seed; ``baseline`` is width 8, 1500 steps). The diversity weight decays over the whole run.

@@ -48,6 +48,12 @@ def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
     return [round(c - h, 3), round(c + h, 3)]
 
 
+def labels(model, text: str, n: int):
+    """The label ``text`` parsed by the model's label space, repeated for ``n`` images."""
+    y = model.labels.parse(text)
+    return y.repeat(n, *([1] * (y.ndim - 1)))
+
+
 def d_probe(run: Path, model, cases: dict, renderer) -> dict:
     """Mean logit of D's normal / effusion heads (and P(effusion) of its classifier) per input."""
     import torch
@@ -67,7 +73,7 @@ def d_probe(run: Path, model, cases: dict, renderer) -> dict:
         return torch.from_numpy(np.stack([im for _, im in items]).astype(np.float32))[:, None]
 
     x_eff = stack(cases["effusion->normal"])
-    y = model.labels.parse("normal").repeat(len(x_eff), *([1] * (model.labels.parse("normal").ndim - 1)))
+    y = labels(model, "normal", len(x_eff))
     z = torch.randn(len(x_eff), model.latent_dim, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         removed = translate_latent(model.nets, x_eff, y, z, model.fixed(y))
@@ -78,7 +84,7 @@ def d_probe(run: Path, model, cases: dict, renderer) -> dict:
         row = {}
         with torch.no_grad():
             for head in ("normal", "effusion"):
-                yh = model.labels.parse(head).repeat(len(x), *([1] * (model.labels.parse(head).ndim - 1)))
+                yh = labels(model, head, len(x))
                 if D.cls is not None and head == "normal":
                     logit, cls = D(x, yh, classify=True)
                     row["P(effusion)"] = round(float(torch.softmax(cls, 1)[:, model.domains.index("effusion")].mean()), 3)
