@@ -90,3 +90,24 @@ def test_impossible_configs_rejected(bad, match):
 def test_unknown_key_rejected():
     with pytest.raises(ConfigError, match="model.widht"):
         from_dict(ModelConfig, {"widht": 3}, "model.")
+
+
+def test_residual_generator_starts_as_identity_and_learns_an_edit():
+    """model.generator_output: residual: x_fake = x + decoder output, zero at initialisation; the
+    zero layer still receives a gradient, so G leaves the identity as soon as it trains."""
+    torch.manual_seed(0)
+    cfg = tiny(generator_output="residual")
+    nets = build_networks(cfg, num_conditions=2)
+    x = torch.randn(2, 1, 32, 32)
+    s = nets["F"](torch.randn(2, cfg.latent_dim), torch.tensor([0, 1]))
+    assert torch.equal(nets["G"](x, s), x)
+    nets["G"](x, s).pow(2).mean().backward()
+    assert nets["G"].conv_out[-1].weight.grad.abs().sum() > 0
+    # the paper's G renders the picture itself: not the identity, not zero
+    paper = build_networks(tiny(), num_conditions=2)["G"](x, s)
+    assert not torch.allclose(paper, x) and paper.abs().sum() > 0
+
+
+def test_generator_output_is_validated():
+    with pytest.raises(ConfigError, match="model.generator_output"):
+        tiny(generator_output="masked")

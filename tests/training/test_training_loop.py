@@ -190,3 +190,24 @@ def test_stats_are_interval_means_and_lazy_r1_is_reported(tiny_cfg, png_cohort, 
     # steps 0 and 2 apply R1; each logged interval (2 steps) holds one of them
     assert [s["step"] for s in stats] == [2, 4]
     assert all(s["D/latent_r1"] is not None and s["D/latent_r1"] > 0 for s in stats)
+
+
+def test_a_residual_run_loads_as_a_residual_generator(tiny_cfg, png_cohort, tmp_path):
+    """model.generator_output travels in the checkpoint's model arguments: the loaded G adds its
+    output to the source, as the trained one did (same tensors from both)."""
+    from xraystyle.trained import load_trained_model
+
+    tiny_cfg.model.generator_output = "residual"
+    tiny_cfg.train.iters = 2
+    train(tiny_cfg, tmp_path / "run", png_cohort, tmp_path)
+    model = load_trained_model(tmp_path / "run")
+    assert model.args.model.generator_output == "residual" and model.nets["G"].residual
+    payload, _ = load_latest(tmp_path / "run")
+    G = type(model.nets["G"])(tiny_cfg.model)
+    G.load_state_dict(payload["state"]["ema"]["G"])
+    x, s = torch.rand(2, 1, 32, 32) * 2 - 1, torch.randn(2, tiny_cfg.model.style_dim)
+    assert torch.equal(model.nets["G"](x, s), G(x, s))
+    tiny_cfg.model.generator_output = "image"  # the same weights without the skip: another G
+    paper = type(model.nets["G"])(tiny_cfg.model)
+    paper.load_state_dict(payload["state"]["ema"]["G"])
+    assert torch.allclose(G(x, s) - paper(x, s), x)

@@ -211,3 +211,17 @@ def test_an_equalised_style_encoder_trains_and_gets_gradients(fetcher):
     assert state.nets["E"].equalize and all(torch.isfinite(v).all() for t in stats for v in t.values())
     for k, params in before.items():
         assert any(not torch.equal(a, b) for a, b in zip(params, state.nets[k].parameters())), k
+
+
+def test_a_residual_generator_trains_away_from_the_identity(fetcher):
+    """model.generator_output: residual: G starts as the identity and the first steps give it an
+    edit (its zero last layer moves), with finite losses."""
+    cfg = load_config(resolve_config("tiny"), {"model.generator_output": "residual"})
+    accel = make_accel("reference", torch.device("cpu"))
+    state = build_state(cfg, accel, seed=0)
+    x, s = _x(s=cfg.model.img_size), torch.randn(4, cfg.model.style_dim)
+    assert torch.equal(state.nets["G"](x, s), x)
+    stats = [train_step(state, state.nets, fetcher(state.step), cfg, accel) for _ in range(2)]
+    assert all(torch.isfinite(v).all() for t in stats for v in t.values())
+    assert state.nets["G"].conv_out[-1].weight.abs().sum() > 0
+    assert not torch.allclose(state.nets["G"](x, s), x)

@@ -29,6 +29,10 @@ class ModelConfig:
     # What E reads: "image" (the paper) or "equalized" (models/equalize.py: a soft rank transform,
     # so that no exposure / contrast / gamma change of the reference can become its style).
     style_input: str = "image"
+    # What G outputs: "image" (the paper: the decoder renders the whole picture) or "residual"
+    # (x_fake = x + G's decoder output, which starts at zero: G edits the source instead of
+    # re-rendering it, so anatomy it leaves alone stays sharp and D can only judge the edit).
+    generator_output: str = "image"
 
     def __post_init__(self):
         check(64 <= self.img_size <= 1024 or self.img_size == 32, "model.img_size",
@@ -49,6 +53,8 @@ class ModelConfig:
         check(self.conditioning in KINDS, "model.conditioning", f"must be one of {', '.join(KINDS)}")
         check(self.normal_style in ("sampled", "fixed"), "model.normal_style", "must be sampled or fixed")
         check(self.style_input in ("image", "equalized"), "model.style_input", "must be image or equalized")
+        check(self.generator_output in ("image", "residual"), "model.generator_output",
+              "must be image or residual")
 
     @property
     def width(self) -> int:

@@ -98,7 +98,8 @@ def _widths(cfg: ModelConfig, n: int) -> list[int]:
 
 
 class Generator(nn.Module):
-    """G(x, s): encoder of down-sampling IN blocks, bottleneck, AdaIN decoder."""
+    """G(x, s): encoder of down-sampling IN blocks, bottleneck, AdaIN decoder. With
+    ``model.generator_output: residual`` the decoder's output is added to x."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -117,6 +118,13 @@ class Generator(nn.Module):
         self.conv_out = nn.Sequential(
             nn.InstanceNorm2d(cfg.width, affine=True), _act(), nn.Conv2d(cfg.width, cfg.in_channels, 1)
         )
+        self.residual = cfg.generator_output == "residual"
+
+    def reset_output(self) -> None:
+        """A residual G starts as the identity (its last layer zero), after he_init."""
+        if self.residual:
+            nn.init.zeros_(self.conv_out[-1].weight)
+            nn.init.zeros_(self.conv_out[-1].bias)
 
     def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(x)
@@ -124,7 +132,8 @@ class Generator(nn.Module):
             h = block(h)
         for block in self.decode:
             h = block(h, s)
-        return self.conv_out(h)
+        out = self.conv_out(h)
+        return x + out if self.residual else out
 
 
 class MappingNetwork(nn.Module):
@@ -216,4 +225,5 @@ def build_networks(cfg: ModelConfig, num_conditions: int, d_classify: bool = Fal
         "D": Discriminator(cfg, num_conditions, classify=d_classify),
     })
     he_init(nets)
+    nets["G"].reset_output()
     return nets
