@@ -30,10 +30,15 @@ from xraystyle.paths import resolve_config  # noqa: E402
 # D sees augmented images, E reads the soft-equalised image, one deterministic normal style:
 # the base of issue #16's candidates that add an objective.
 EQ_FIXED = {"physics.d_augment": True, "model.style_input": "equalized", "model.normal_style": "fixed"}
+# G edits the source (x + residual) and D is matching-aware: the base of the third round.
+RESIDUAL_MISMATCH = {"model.generator_output": "residual", "loss.lambda_mismatch": 1.0}
 
 TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
     "baseline": ("remedy-free StarGAN v2 (augmentation of all inputs only)", {}),
-    "default": ("today's default: configs/demo.yaml as shipped (d-e-augment + E invariance + fixed normal)", None),
+    "default": ("today's default: configs/demo.yaml as shipped (since issue #16's third round the same "
+                "config as residual+mismatch+e-equalized+fixed)", None),
+    # the default before issue #16's third round
+    "d-e+inv+fixed": VARIANTS["d-e+inv+fixed"],
     "d-e-augment": (VARIANTS["d-e-augment"][0], VARIANTS["d-e-augment"][1]),
     # issue #16 candidate: E reads a soft-equalised image (models/equalize.py), no invariance loss
     "e-equalized": ("D sees augmented images; E reads the soft-equalised image",
@@ -50,6 +55,27 @@ TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
     "cls-cyc0.25": ("cls with lambda_cyc 0.25", {"loss.lambda_cls": 1.0, "loss.lambda_cyc": 0.25}),
     "cls+e-equalized+fixed": ("e-equalized+fixed with the domain classification loss (lambda_cls 1)",
                               {**EQ_FIXED, "loss.lambda_cls": 1.0}),
+    # issue #16, third round: G edits the source (x + residual) instead of re-rendering it
+    "residual": ("remedy-free with the residual generator", {"model.generator_output": "residual"}),
+    "residual+mismatch": ("residual generator with the matching-aware D (lambda_mismatch 1)",
+                          RESIDUAL_MISMATCH),
+    "residual+e-equalized+fixed": ("e-equalized+fixed with the residual generator",
+                                   {**EQ_FIXED, "model.generator_output": "residual"}),
+    "residual+mismatch+e-equalized+fixed": (
+        "e-equalized+fixed with the residual generator and the matching-aware D",
+        {**EQ_FIXED, **RESIDUAL_MISMATCH}),
+    # the residual skip keeps the source's anatomy by construction, so the cycle, which also
+    # rewards leaving a trace of the fluid in a removal, can be weakened or dropped
+    "residual+mismatch+e-equalized+fixed-cyc0": ("the above without the cycle loss (lambda_cyc 0)",
+                                                 {**EQ_FIXED, **RESIDUAL_MISMATCH, "loss.lambda_cyc": 0.0}),
+    # a diversity term that does not decay to zero (lambda_ds 1 throughout)
+    "residual+mismatch+e-equalized+fixed-ds1": ("the above with lambda_ds held at 1",
+                                                {**EQ_FIXED, **RESIDUAL_MISMATCH, "loss.ds_decay_iters": 10**9}),
+    # removal: a stronger matching-aware term; twice the steps (diversity decayed over them)
+    "residual+mismatch3+e-equalized+fixed": ("the above with lambda_mismatch 3",
+                                             {**EQ_FIXED, **RESIDUAL_MISMATCH, "loss.lambda_mismatch": 3.0}),
+    "residual+mismatch+e-equalized+fixed-i3000": ("the above trained 3000 steps", {
+        **EQ_FIXED, **RESIDUAL_MISMATCH, "train.iters": 3000, "loss.ds_decay_iters": 3000}),
 }
 # Issue #16 item 1, what limits quality: the remedy-free baseline over base width x steps (one
 # seed; ``baseline`` is width 8, 1500 steps). The diversity weight decays over the whole run.
@@ -174,7 +200,7 @@ def table(results: dict[str, list[dict]], models: list[str]) -> tuple[str, dict]
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--variants", default="baseline,default,d-e-augment")
+    p.add_argument("--variants", default="baseline,d-e+inv+fixed,d-e-augment")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--config", default="demo")
     p.add_argument("--jobs", type=int, default=2, help="runs in parallel (one CPU thread each)")

@@ -31,7 +31,9 @@ from xraystyle.paths import cache_dir, resolve_config  # noqa: E402
 # Every remedy off: the base config's own physics choices (demo.yaml now has the winner on) must
 # not leak into the baseline or the single-remedy variants.
 BASELINE = {"physics.d_augment": False, "physics.e_augment": False, "physics.lambda_inv": 0.0,
-            "physics.lambda_eq": 0.0, "physics.sty_augment": False, "model.normal_style": "sampled"}
+            "physics.lambda_eq": 0.0, "physics.sty_augment": False, "model.normal_style": "sampled",
+            "model.style_input": "image", "model.generator_output": "image", "loss.lambda_cls": 0.0,
+            "loss.lambda_mismatch": 0.0}
 
 VARIANTS: dict[str, tuple[str, dict]] = {
     "baseline": ("StarGAN v2 (data augmentation of all inputs only)", {}),

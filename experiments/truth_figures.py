@@ -26,6 +26,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from experiments.phantom_truth import TRUTH_VARIANTS  # noqa: E402
 
 
+def wrap(name: str, width: int = 18) -> str:
+    """A long variant name over several lines, broken after its '+' (grid column titles)."""
+    lines = [""]
+    for part in name.replace("+", "+\n").split("\n"):
+        if lines[-1] and len(lines[-1]) + len(part) > width:
+            lines.append("")
+        lines[-1] += part
+    return "\n".join(lines)
+
+
 def main() -> None:
     import matplotlib
 
@@ -43,7 +53,8 @@ def main() -> None:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=Path, required=True, help="folder with <variant>-s<seed> run folders")
-    p.add_argument("--variants", default="baseline,default,d-e-augment", help="runs <variant>-s<seed> shown")
+    p.add_argument("--variants", default="baseline,d-e+inv+fixed,residual+mismatch+e-equalized+fixed",
+                   help="runs <variant>-s<seed> shown")
     p.add_argument("--seed", type=int, default=0, help="training seed of the runs shown")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--n-sources", type=int, default=24)
@@ -121,7 +132,7 @@ def main() -> None:
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if i == 0:
-                    ax.set_title(cols[k], fontsize=8)
+                    ax.set_title(wrap(cols[k]), fontsize=8)
         fig.tight_layout()
         fig.savefig(a.out / f"truth-grid-{name}.png", dpi=110)
     print(f"wrote {a.out}/truth-ref-volume.png, truth-grid-add.png, truth-grid-remove.png")
