@@ -28,6 +28,34 @@ def test_sampler_balances_classes_and_refs_match_targets():
         assert (labels[idx.src] >= 0).all()
 
 
+def test_cross_targets_always_change_the_domain_and_stay_uniform():
+    # domains 0, 2, 3 present, 1 empty: a cross target is one of the other present domains
+    labels = np.array([0] * 30 + [2] * 5 + [3] * 5)
+    s = BalancedStepSampler(labels, 4, 64, seed=0, cross=True)
+    pairs = np.concatenate([np.stack([s.indices(t).y_org, s.indices(t).y_trg], 1) for t in range(60)])
+    assert (pairs[:, 0] != pairs[:, 1]).all() and not (pairs == 1).any()
+    for org in (0, 2, 3):  # each of the two other domains about half the time
+        share = np.bincount(pairs[pairs[:, 0] == org, 1], minlength=4)[[d for d in (0, 2, 3) if d != org]]
+        assert abs(share[0] / share.sum() - 0.5) < 0.08, (org, share)
+    idx = s.indices(5)
+    assert np.array_equal(labels[idx.ref], idx.y_trg) and np.array_equal(labels[idx.ref2], idx.y_trg)
+    # the published draw keeps same-domain targets; one present domain cannot cross
+    assert (BalancedStepSampler(labels, 4, 64, seed=0).indices(0).y_trg == BalancedStepSampler(
+        labels, 4, 64, seed=0).indices(0).y_org).any()
+    lone = BalancedStepSampler(np.zeros(5, int), 2, 8, seed=0, cross=True).indices(0)
+    assert (lone.y_trg == 0).all()
+
+
+def test_toggle_policy_selects_cross_targets_for_single_domains():
+    from xraystyle.models.labels import LabelSpace
+
+    space = LabelSpace(("normal", "effusion"), multi_label=False)
+    labels = np.array([0] * 10 + [1] * 10)
+    usable = np.ones(20, bool)
+    assert space.sampler(labels, usable, 8, 0, "toggle").cross
+    assert not space.sampler(labels, usable, 8, 0, "mixed").cross
+
+
 def test_shards_of_two_ranks_make_the_global_batch():
     images, labels = fake_cache(n=16)
     sampler = BalancedStepSampler(labels, 2, 4, seed=1)

@@ -115,3 +115,21 @@ def test_frozen_restores_each_parameters_own_flag():
     with frozen([net]):
         assert not any(p.requires_grad for p in net.parameters())
     assert [p.requires_grad for p in net.parameters()] == [False, True, True, True]
+
+
+def test_d_lr_sets_only_the_discriminators_learning_rate(tiny_cfg):
+    accel = make_accel("reference", torch.device("cpu"))
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg.optim.d_lr = 5 * cfg.optim.lr
+    lrs = {k: o.param_groups[0]["lr"] for k, o in build_state(cfg, accel, seed=0).optims.items()}
+    assert lrs == {"G": cfg.optim.lr, "F": cfg.optim.f_lr, "E": cfg.optim.lr, "D": 5 * cfg.optim.lr}
+    default = {k: o.param_groups[0]["lr"] for k, o in build_state(tiny_cfg, accel, seed=0).optims.items()}
+    assert default["D"] == tiny_cfg.optim.lr
+
+
+def test_d_lr_must_be_positive():
+    from xraystyle.errors import ConfigError
+    from xraystyle.training.config import OptimConfig
+
+    with pytest.raises(ConfigError, match="optim.d_lr"):
+        OptimConfig(d_lr=0.0)

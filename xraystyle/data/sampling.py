@@ -24,24 +24,35 @@ class StepIndices:
 
 
 class BalancedStepSampler:
-    """Class-balanced sources (domain uniform, then image uniform) and uniform target domains.
+    """Class-balanced sources (domain uniform, then image uniform) and target domains uniform
+    over all domains (the paper) or, with ``cross``, over the domains other than the source's.
 
-    ``labels[i]`` is the domain of cached row ``i``; rows labelled -1 are never drawn.
+    ``labels[i]`` is the domain of cached row ``i``; rows labelled -1 are never drawn. With two
+    domains and uniform targets half of every batch is translated into its own domain; ``cross``
+    spends the whole batch on changing the finding (adds and removals), and no near-identity
+    translation reaches D as a fake.
     """
 
-    def __init__(self, labels: np.ndarray, num_domains: int, batch_size: int, seed: int):
+    def __init__(self, labels: np.ndarray, num_domains: int, batch_size: int, seed: int,
+                 cross: bool = False):
         self.labels = np.asarray(labels)
         self.num_domains = num_domains
         self.batch_size = batch_size
         self.seed = seed
         self.by_domain = [np.flatnonzero(self.labels == d) for d in range(num_domains)]
         self.present = np.array([d for d in range(num_domains) if len(self.by_domain[d])])
+        self.cross = cross and len(self.present) > 1
 
     def indices(self, step: int) -> StepIndices:
         rng = np.random.default_rng([self.seed, step])
         b = self.batch_size
         y_org = rng.choice(self.present, size=b)
-        y_trg = rng.choice(self.present, size=b)
+        if self.cross:
+            # a uniform draw among the other present domains: shift past the source's position
+            pos = np.searchsorted(self.present, y_org)
+            y_trg = self.present[(pos + 1 + rng.integers(len(self.present) - 1, size=b)) % len(self.present)]
+        else:
+            y_trg = rng.choice(self.present, size=b)
         src = self._pick(rng, y_org)
         ref = self._pick(rng, y_trg)
         ref2 = self._pick(rng, y_trg)

@@ -135,7 +135,9 @@ class LabelSpace:
             holdout = np.array([[d in combo for d in self.names] for combo in holdout_combinations],
                                dtype=bool).reshape(-1, len(self.names))
             return SetStepSampler(labels, usable, batch_size, seed, target_policy, holdout)
-        return BalancedStepSampler(np.where(usable, labels, -1), len(self.names), batch_size, seed)
+        # Single domains: "toggle" (change the label) draws targets among the other domains only.
+        return BalancedStepSampler(np.where(usable, labels, -1), len(self.names), batch_size, seed,
+                                   cross=target_policy == "toggle")
 
     def grid_targets(self) -> list[np.ndarray]:
         """Sample-grid columns: each domain, or the empty set and each single finding."""

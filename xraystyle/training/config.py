@@ -25,6 +25,7 @@ from .physics import PhysicsConfig
 class OptimConfig:
     lr: float = 1e-4  # G, E, D
     f_lr: float = 1e-6  # mapping network
+    d_lr: float | None = None  # D alone (two time-scale update rule); None: lr
     beta1: float = 0.0
     beta2: float = 0.99
     weight_decay: float = 1e-4
@@ -32,6 +33,7 @@ class OptimConfig:
 
     def __post_init__(self):
         check(self.lr > 0 and self.f_lr > 0, "optim.lr/f_lr", "must be > 0")
+        check(self.d_lr is None or self.d_lr > 0, "optim.d_lr", "must be > 0 (or null: optim.lr)")
         check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "optim.beta1/beta2", "must be in [0, 1)")
         check(self.weight_decay >= 0, "optim.weight_decay", "must be >= 0")
         check(0 <= self.ema_beta < 1, "optim.ema_beta", "must be in [0, 1)")
@@ -59,7 +61,9 @@ class TrainConfig:
     batch_size: int = 8  # global batch (split across data-parallel processes)
     seed: int = 0
     mode: str = "auto"  # "reference" (fp32 eager), "fast" (bf16, channels_last, compile), "auto"
-    target_policy: str = "mixed"  # multi-label targets: toggle | observed | random | mixed
+    # multi-label targets: toggle | observed | random | mixed; single domains: toggle = another
+    # domain than the source's, any other value = uniform over all domains (the paper)
+    target_policy: str = "mixed"
     log_every: int = 10
     sample_every: int = 1000
     ckpt_every: int = 5000

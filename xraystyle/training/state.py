@@ -53,6 +53,6 @@ def build_state(cfg: RunConfig, accel: Accel, seed: int | None = None) -> TrainS
     o = cfg.optim
     kw: dict[str, Any] = {"betas": (o.beta1, o.beta2), "weight_decay": o.weight_decay}
     kw["fused" if accel.fused_optim else "foreach"] = True
-    optims = {k: torch.optim.Adam(nets[k].parameters(), lr=o.f_lr if k == "F" else o.lr, **kw)
-              for k in ("G", "F", "E", "D")}
+    lrs = {"G": o.lr, "F": o.f_lr, "E": o.lr, "D": o.lr if o.d_lr is None else o.d_lr}
+    optims = {k: torch.optim.Adam(nets[k].parameters(), lr=lr, **kw) for k, lr in lrs.items()}
     return TrainState(nets, ema, optims)
