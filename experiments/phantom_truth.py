@@ -32,13 +32,17 @@ from xraystyle.paths import resolve_config  # noqa: E402
 EQ_FIXED = {"physics.d_augment": True, "model.style_input": "equalized", "model.normal_style": "fixed"}
 # G edits the source (x + residual) and D is matching-aware: the base of the third round.
 RESIDUAL_MISMATCH = {"model.generator_output": "residual", "loss.lambda_mismatch": 1.0}
-# Today's default (configs/demo.yaml since the third round): both of the above.
+# The third round's default: both of the above.
 RMEF = {**EQ_FIXED, **RESIDUAL_MISMATCH}
+# Fourth round, removal: every target another domain; D learning 4x as fast as G (demo lr 2e-4).
+CROSS, DLR4 = {"train.target_policy": "toggle"}, {"optim.d_lr": 8.0e-4}
+# Today's default (configs/demo.yaml since the fourth round).
+RMEF_CROSS_DLR4 = {**RMEF, **CROSS, **DLR4}
 
 TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
     "baseline": ("remedy-free StarGAN v2 (augmentation of all inputs only)", {}),
-    "default": ("today's default: configs/demo.yaml as shipped (since issue #16's third round the same "
-                "config as residual+mismatch+e-equalized+fixed)", None),
+    "default": ("today's default: configs/demo.yaml as shipped (since issue #16's fourth round the same "
+                "config as residual+mismatch+e-equalized+fixed-cross-dlr4)", None),
     # the default before issue #16's third round
     "d-e+inv+fixed": VARIANTS["d-e+inv+fixed"],
     "d-e-augment": (VARIANTS["d-e-augment"][0], VARIANTS["d-e-augment"][1]),
@@ -78,6 +82,23 @@ TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
                                              {**RMEF, "loss.lambda_mismatch": 3.0}),
     "residual+mismatch+e-equalized+fixed-i3000": ("the above trained 3000 steps", {
         **RMEF, "train.iters": 3000, "loss.ds_decay_iters": 3000}),
+    # issue #16, fourth round: removal. D's normal head accepts G's partial removals, so make D
+    # the stronger player: a weaker R1 penalty (a sharper D)
+    "residual+mismatch+e-equalized+fixed-r1w0.1": ("the above with R1 weight 0.1",
+                                                   {**RMEF, "loss.r1_weight": 0.1}),
+    # ... D learning 4x as fast as G (two time-scale update rule, Heusel et al. 2017)
+    "residual+mismatch+e-equalized+fixed-dlr4": ("the above with D's learning rate 4x G's",
+                                                 {**RMEF, **DLR4}),
+    # ... every target another domain: the whole batch adds or removes (the paper: half the
+    # batch translates into its own domain, which with G's residual is near the identity), and
+    # every fake D sees at the normal head is a removal
+    "residual+mismatch+e-equalized+fixed-cross": ("the above with cross-domain targets only",
+                                                  {**RMEF, **CROSS}),
+    "residual+mismatch+e-equalized+fixed-cross-dlr4": ("cross-domain targets and D's learning rate 4x "
+                                                       "(today's default)", RMEF_CROSS_DLR4),
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-i3000": (
+        "today's default trained 3000 steps",
+        {**RMEF_CROSS_DLR4, "train.iters": 3000, "loss.ds_decay_iters": 3000}),
 }
 # Issue #16 item 1, what limits quality: the remedy-free baseline over base width x steps (one
 # seed; ``baseline`` is width 8, 1500 steps). The diversity weight decays over the whole run.

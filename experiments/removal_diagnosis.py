@@ -15,7 +15,10 @@ oracle reads as *this patient without fluid* for three inputs translated to ``no
 - ``effusion->normal``: the benchmark's removal (``remove_validity``'s numerator).
 
 A removal that works scores the second and third rows alike; a generator whose outputs read as
-fluid anyway scores all three low.
+fluid anyway scores all three low. For the removal row it also gives the oracle's fluid area left
+in the output as a share of the source's (median and IQR over outputs): a removal that takes
+most of the fluid but stays above the oracle's threshold counts as a failure in the share, not
+here.
 
 It also asks the run's discriminator (training weights, not EMA) what it sees: the mean logit of
 its ``normal`` and ``effusion`` heads on real normals, real effusions, the effusions' ideal
@@ -46,6 +49,11 @@ def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
     c = (p + z * z / (2 * n)) / d
     h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
     return [round(c - h, 3), round(c + h, 3)]
+
+
+def fluid_area(read) -> float:
+    """The oracle's fluid area (share of the lung field) on the side with more of it."""
+    return max(side.area for side in read.fluid.values())
 
 
 def labels(model, text: str, n: int):
@@ -139,6 +147,7 @@ def main() -> None:
         res = {}
         for name, items in cases.items():
             k = n = 0
+            left = []  # effusion->normal: fluid area left, as a share of the source's
             for j, (row, image) in enumerate(items):
                 x = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None, None].repeat(a.n_styles, 1, 1, 1)
                 yy = y.repeat(a.n_styles, *([1] * (y.ndim - 1)))
@@ -150,13 +159,22 @@ def main() -> None:
                 reads = [oracle.measure(o, base) for o in out]
                 k += sum(r.valid and r.side == "none" for r in reads)
                 n += len(reads)
+                if name == "effusion->normal":
+                    before = fluid_area(oracle.measure(image, base))
+                    left += [fluid_area(r) / before for r in reads if before > 0]
             res[name] = {"no_fluid": round(k / n, 3), "ci95": wilson(k, n), "n": n, "sources": len(items)}
+            if left:
+                # continuous, unlike the thresholded share: how much of the fluid a removal takes
+                res[name]["area_left_median"] = round(float(np.median(left)), 3)
+                res[name]["area_left_iqr"] = [round(float(q), 3) for q in np.percentile(left, [25, 75])]
         res["discriminator"] = d_probe(run, model, cases, renderer)
         results[str(run)] = res
         print(f"\n{run} (step {model.step}, split {split})")
         for name, r in res.items():
             if name != "discriminator":
-                print(f"  {name:24s} {r['no_fluid']:.3f} {r['ci95']}  n={r['n']}")
+                extra = (f"  fluid area left {r['area_left_median']:.2f} (IQR {r['area_left_iqr']})"
+                         if "area_left_median" in r else "")
+                print(f"  {name:24s} {r['no_fluid']:.3f} {r['ci95']}  n={r['n']}{extra}")
         for name, r in res["discriminator"].items():
             print(f"  D on {name:20s} " + "  ".join(f"{k} {v:+.2f}" for k, v in r.items()))
     if a.out:

@@ -53,7 +53,8 @@ def main() -> None:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=Path, required=True, help="folder with <variant>-s<seed> run folders")
-    p.add_argument("--variants", default="baseline,d-e+inv+fixed,residual+mismatch+e-equalized+fixed",
+    p.add_argument("--variants", default="baseline,residual+mismatch+e-equalized+fixed,"
+                   "residual+mismatch+e-equalized+fixed-cross-dlr4",
                    help="runs <variant>-s<seed> shown")
     p.add_argument("--seed", type=int, default=0, help="training seed of the runs shown")
     p.add_argument("--out", type=Path, required=True)
@@ -108,7 +109,7 @@ def main() -> None:
         x, y = np.array(pts).T
         ax.scatter(x + np.random.default_rng(0).uniform(-0.006, 0.006, len(x)), y, s=8, alpha=0.6)
         ax.plot([0, 0.6], [0, 0.6], color="grey", lw=0.8, ls="--")
-        ax.set_title(v, fontsize=10)
+        ax.set_title(wrap(v, 24), fontsize=9)
         ax.set_xlabel("reference volume (true)")
     np.atleast_1d(axes)[0].set_ylabel("output volume (oracle)")
     fig.suptitle(f"reference-guided normal -> effusion, {len(normals)} test sources x {a.n_styles} references, "

@@ -32,21 +32,27 @@ def test_dry_run_prints_resolved_config():
 
 def test_default_configs_are_the_truth_benchmark_winner(png_cohort):
     """Real cohorts default to xray-256 and the phantom demo to demo.yaml, both with issue #16's
-    winner (residual G, matching-aware D, equalised E input, D augmentation, fixed normal:
-    reports/phantom-truth.md); paper-256 stays the published arithmetic."""
+    winner (residual G, matching-aware D learning 4x as fast as G, cross-domain targets,
+    equalised E input, D augmentation, fixed normal: reports/phantom-truth.md); paper-256 stays
+    the published arithmetic."""
     winner = {("model", "generator_output"): "residual", ("model", "style_input"): "equalized",
               ("model", "normal_style"): "fixed", ("loss", "lambda_mismatch"): 1.0,
-              ("physics", "d_augment"): True, ("physics", "e_augment"): False, ("physics", "lambda_inv"): 0.0}
+              ("physics", "d_augment"): True, ("physics", "e_augment"): False, ("physics", "lambda_inv"): 0.0,
+              ("train", "target_policy"): "toggle"}
     published = {("model", "generator_output"): "image", ("model", "style_input"): "image",
                  ("model", "normal_style"): "sampled", ("loss", "lambda_mismatch"): 0.0,
-                 ("physics", "d_augment"): False, ("physics", "e_augment"): False, ("physics", "lambda_inv"): 0.0}
-    for args, size, expected in ((("--cohort", png_cohort.path), 256, winner), ((), 64, winner),
-                                 (("--config", "paper-256"), 256, published)):
+                 ("physics", "d_augment"): False, ("physics", "e_augment"): False, ("physics", "lambda_inv"): 0.0,
+                 ("train", "target_policy"): "mixed"}
+    for args, size, expected, d_over_g in ((("--cohort", png_cohort.path), 256, winner, 4.0),
+                                           ((), 64, winner, 4.0),
+                                           (("--config", "paper-256"), 256, published, None)):
         r = invoke(*args, "--dry-run")
         assert r.exit_code == 0, r.output
         cfg = yaml.safe_load(r.output)
         assert cfg["model"]["img_size"] == size
         assert {k: cfg[k[0]][k[1]] for k in expected} == expected, args
+        d_lr = cfg["optim"]["d_lr"]
+        assert (d_lr is None) if d_over_g is None else d_lr == pytest.approx(d_over_g * cfg["optim"]["lr"]), args
 
 
 def test_train_then_resume_to_more_steps(png_cohort, tmp_path):
