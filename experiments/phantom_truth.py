@@ -99,6 +99,28 @@ TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
     "residual+mismatch+e-equalized+fixed-cross-dlr4-i3000": (
         "today's default trained 3000 steps",
         {**RMEF_CROSS_DLR4, "train.iters": 3000, "loss.ds_decay_iters": 3000}),
+    # Fifth round. Reference volume: the added volume follows the source, not the style (style
+    # explains under a tenth of its variance), so one style must add the same extent to any
+    # normal image. Removal: a discriminator twice as wide, to see the fluid a removal leaves.
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-ext10": (
+        "today's default with extent consistency (lambda_extent 10)", {**RMEF_CROSS_DLR4, "loss.lambda_extent": 10.0}),
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-dw16": (
+        "today's default with D twice as wide (d_base_width 16)", {**RMEF_CROSS_DLR4, "model.d_base_width": 16}),
+    # Nothing in the published objective checks that an output shows what its style says except
+    # E, which is trained on G's outputs only: a style-aware D learns the agreement from real
+    # images (a real image with another's style is fake); reference phases only.
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-sm1": (
+        "today's default with the style-aware D (lambda_style_match 1)",
+        {**RMEF_CROSS_DLR4, "loss.lambda_style_match": 1.0}),
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-sm1-latent": (
+        "the style-aware D in the latent phases too (latent fakes paired with F's codes)",
+        {**RMEF_CROSS_DLR4, "loss.lambda_style_match": 1.0, "loss.style_match_latent": True}),
+    # Generator equivariance to intensity maps (the first physics ablation's g-equivariance) on
+    # today's default: the edit must scale with the exposure, so the style, not the source's
+    # contrast, would be left to set how much fluid there is.
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-eq1": (
+        "today's default with generator equivariance (physics.lambda_eq 1)",
+        {**RMEF_CROSS_DLR4, "physics.lambda_eq": 1.0}),
 }
 # Issue #16 item 1, what limits quality: the remedy-free baseline over base width x steps (one
 # seed; ``baseline`` is width 8, 1500 steps). The diversity weight decays over the whole run.

@@ -30,7 +30,6 @@ styles of one source are not independent, so the intervals are narrow by about s
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -73,7 +72,8 @@ def d_probe(run: Path, model, cases: dict, renderer) -> dict:
 
     payload, _ = load_latest(run)
     cfg = load_config(run / "config.yaml")
-    nets = build_networks(cfg.model, len(cfg.domains), d_classify=cfg.loss.lambda_cls > 0)
+    nets = build_networks(cfg.model, len(cfg.domains), d_classify=cfg.loss.lambda_cls > 0,
+                          d_style=cfg.loss.lambda_style_match > 0)
     nets["D"].load_state_dict(payload["state"]["nets"]["D"])
     D = nets["D"].eval()
 
@@ -106,36 +106,17 @@ def d_probe(run: Path, model, cases: dict, renderer) -> dict:
 def main() -> None:
     import torch
 
-    from xraystyle.evaluation.bench import split_rows
-    from xraystyle.evaluation.truth import _lung_source, _Renderer
+    from experiments.phantom_runs import diagnosis_args, load_phantom_run
+    from xraystyle.evaluation.truth import _lung_source
     from xraystyle.models.translate import translate_latent
-    from xraystyle.paths import cache_dir
-    from xraystyle.phantom.attributes import calibrate_attribute_oracle, patient_baseline
-    from xraystyle.phantom.default import default_phantom_manifest
-    from xraystyle.phantom.ideal import MANIFEST_FILE, read_truth
-    from xraystyle.streams import Stream
-    from xraystyle.trained import load_trained_model
+    from xraystyle.phantom.attributes import patient_baseline
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("runs", nargs="+", type=Path)
-    p.add_argument("--n-sources", type=int, default=29)
-    p.add_argument("--n-styles", type=int, default=6)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path)
-    a = p.parse_args()
-    torch.set_num_threads(1)
+    a = diagnosis_args(__doc__, n_sources=29, n_styles=6)
     results = {}
     for run in a.runs:
-        model = load_trained_model(run)
-        if model.labels.multi_label or "effusion" not in model.domains:
-            sys.exit(f"{run}: a normal / effusion (single-domain) run is needed")
-        size = model.size
-        cohort = default_phantom_manifest(size, cache_dir())
-        rows, split = split_rows(read_truth(cohort), cohort / MANIFEST_FILE if cohort.is_dir() else cohort, "test")
-        order = np.random.default_rng(np.random.SeedSequence([a.seed, Stream.TRUTH, 4])).permutation(len(rows))
-        rows = [rows[i] for i in order]
-        oracle = calibrate_attribute_oracle(size, n=400, seed=0)
-        renderer = _Renderer(model.preprocess)
+        setup = load_phantom_run(run, order_seed=a.seed)
+        model, rows, split, oracle, renderer, size = (setup.model, setup.rows, setup.split, setup.oracle,
+                                                      setup.renderer, setup.size)
         effusions = [r for r in rows if r.labels.get("effusion")][:a.n_sources]
         normals = [r for r in rows if not r.labels.get("effusion")][:a.n_sources]
         y = model.labels.parse("normal")

@@ -111,3 +111,18 @@ def test_residual_generator_starts_as_identity_and_learns_an_edit():
 def test_generator_output_is_validated():
     with pytest.raises(ConfigError, match="model.generator_output"):
         tiny(generator_output="masked")
+
+
+def test_d_base_width_widens_the_discriminator_only():
+    """model.d_base_width: D's trunk starts (and doubles) from its own width; G and E keep
+    base_width, so a wider D is one knob."""
+    narrow, wide = build_networks(tiny(), 2), build_networks(tiny(d_base_width=32), 2)
+    assert wide["D"].trunk[0].out_channels == 32 and narrow["D"].trunk[0].out_channels == 16
+    for name in ("G", "E", "F"):
+        assert [p.shape for p in wide[name].parameters()] == [p.shape for p in narrow[name].parameters()]
+    x, y = torch.randn(2, 1, 32, 32), torch.tensor([0, 1])
+    assert wide["D"](x, y).shape == (2,)
+    with pytest.raises(ConfigError, match="model.d_base_width"):
+        tiny(d_base_width=2)
+    with pytest.raises(ConfigError, match="max_width"):
+        tiny(d_base_width=128)

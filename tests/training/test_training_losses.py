@@ -196,3 +196,135 @@ def test_lambda_mismatch_real_images_are_fake_for_other_domains_heads(tiny_cfg):
     # no row with a wrong label: the term is 0, not NaN
     _, t_same = d_loss(nets, x, y_org, y_org, z_trg=z, r1_weight=0.0, lambda_mismatch=1.0)
     assert t_same["mismatch"].item() == 0.0
+
+
+def test_partner_rows_pairs_selected_rows_cyclically():
+    from xraystyle.training.losses import partner_rows
+
+    partner, paired = partner_rows(torch.tensor([1, 0, 1, 1, 0, 0, 1, 0], dtype=torch.bool))
+    assert partner.tolist() == [2, 1, 3, 6, 4, 5, 0, 7]
+    assert paired.tolist() == [True, False, True, True, False, False, True, False]
+    # a lone selected row has nobody to compare with
+    partner, paired = partner_rows(torch.tensor([0, 1, 0], dtype=torch.bool))
+    assert partner.tolist() == [0, 1, 2] and not paired.any()
+
+
+def test_extent_ignores_exposure_and_grows_with_the_edit():
+    from xraystyle.training.losses import extent
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 1, 32, 32, generator=g) * 1.2 - 0.6
+    small, large = x.clone(), x.clone()
+    small[..., 28:, :] += 0.5
+    large[..., 20:, :] += 0.5
+    assert extent(small, x) < extent(large, x)
+    # the same finding on a darker, flatter exposure of the same image (a monotone map) counts the same
+    def expose(t):
+        return 0.5 * t - 0.3
+    assert extent(expose(small), expose(x)).item() == pytest.approx(extent(small, x).item(), abs=0.01)
+
+
+def test_lambda_extent_compares_one_style_on_two_normal_sources(tiny_cfg):
+    """The term is the mean gap between the extent of G(x_i, s_i) - x_i and G(x_j, s_i) - x_j
+    over rows that add a finding; it reaches G's weights, and without adding rows it is 0."""
+    from xraystyle.training.losses import extent
+
+    torch.manual_seed(0)
+    nets = _nets(tiny_cfg)
+    x = torch.rand(4, 1, 32, 32) * 2 - 1
+    y_org, y_trg = torch.tensor([0, 0, 1, 0]), torch.tensor([1, 1, 0, 1])
+    z = torch.randn(4, tiny_cfg.model.latent_dim), torch.randn(4, tiny_cfg.model.latent_dim)
+    adding = torch.tensor([True, True, False, True])
+    torch.manual_seed(1)
+    base, t0 = g_loss(nets, x, y_org, y_trg, z_trgs=z)
+    torch.manual_seed(1)
+    loss, t = g_loss(nets, x, y_org, y_trg, z_trgs=z, lambda_extent=3.0, add_rows=adding)
+    assert "extent" not in t0
+    with torch.no_grad():
+        s = nets["F"](z[0], y_trg)
+        own = extent(nets["G"](x, s), x)
+        other = x[[1, 3, 2, 0]]  # rows 0 -> 1 -> 3 -> 0 swap sources; row 2 does not add
+        gap = (own - extent(nets["G"](other, s), other)).abs()
+    assert t["extent"].item() == pytest.approx(gap[[0, 1, 3]].mean().item(), rel=1e-4)
+    assert loss.item() == pytest.approx((base + 3.0 * t["extent"]).item(), rel=1e-4)
+    for p in nets.parameters():
+        p.grad = None
+    loss.backward()
+    assert nets["G"].conv_out[-1].weight.grad.abs().sum() > 0
+    _, t_none = g_loss(nets, x, y_org, y_trg, z_trgs=z, lambda_extent=3.0,
+                       add_rows=torch.tensor([False, False, True, False]))
+    assert t_none["extent"].item() == 0.0
+
+
+def test_lambda_extent_needs_a_normal_domain():
+    from xraystyle.config import from_dict
+    from xraystyle.errors import ConfigError
+    from xraystyle.training.config import RunConfig
+
+    with pytest.raises(ConfigError, match="loss.lambda_extent"):
+        from_dict(RunConfig, {"domains": ["effusion", "nodule"], "loss": {"lambda_extent": 1.0}})
+    with pytest.raises(ConfigError, match="loss.lambda_extent"):
+        LossConfig(lambda_extent=-1.0)
+    assert from_dict(RunConfig, {"domains": ["normal", "nodule"], "loss": {"lambda_extent": 1.0}}).loss.lambda_extent == 1.0
+
+
+def test_same_label_partner_rows():
+    from xraystyle.training.losses import same_label_partner
+
+    y = torch.tensor([1, 1, 0, 0, 1])
+    # each row is compared with the one before it (row 0 with the last)
+    assert same_label_partner(y, None).tolist() == [True, True, False, True, False]
+    usable = torch.tensor([True, True, False, True, True])
+    assert same_label_partner(y, usable).tolist() == [True, True, False, False, False]
+    nan = float("nan")
+    sets = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, nan], [1.0, nan]])
+    assert same_label_partner(sets, None).tolist() == [False, True, False, False]
+
+
+def test_lambda_style_match_judges_images_with_their_styles(tiny_cfg):
+    """A style-aware D scores (real, E(real)) as real, (fake, s_trg) as fake and (real, a same-label
+    neighbour's style) as fake; only D learns from it, and G's adversarial term pairs the fake
+    with its style."""
+    from xraystyle.training.losses import same_label_partner
+
+    torch.manual_seed(0)
+    nets = build_networks(tiny_cfg.model, 2, d_style=True)
+    x = torch.rand(4, 1, 32, 32) * 2 - 1
+    y_org, y_trg = torch.tensor([1, 1, 0, 1]), torch.tensor([0, 0, 1, 0])
+    z = torch.randn(4, tiny_cfg.model.latent_dim)
+    loss, t = d_loss(nets, x, y_org, y_trg, z_trg=z, r1_weight=0.0, lambda_style_match=2.0)
+    with torch.no_grad():
+        s_real = nets["E"](x, y_org)
+        rows = same_label_partner(y_org, None)  # rows 1 and 3 (row 0's neighbour is row 3: also 1)
+        out_swap = nets["D"](x, y_org, s=s_real.roll(1, 0))
+        out_real = nets["D"](x, y_org, s=s_real)
+    assert rows.tolist() == [True, True, False, False]
+    assert t["style_match"].item() == pytest.approx(adv_loss(out_swap[rows], 0.0).item(), rel=1e-4)
+    assert t["real"].item() == pytest.approx(adv_loss(out_real, 1.0).item(), rel=1e-4)
+    for p in nets.parameters():
+        p.grad = None
+    loss.backward()
+    assert nets["D"].style_proj.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in nets["E"].parameters())
+    # G's adversarial term depends on the style the fake is paired with
+    g1, tg = g_loss(nets, x, y_org, y_trg, z_trgs=(z, z), d_style=True)
+    with torch.no_grad():
+        nets["D"].style_proj.weight.mul_(10)
+    g2, tg2 = g_loss(nets, x, y_org, y_trg, z_trgs=(z, z), d_style=True)
+    _, plain = g_loss(nets, x, y_org, y_trg, z_trgs=(z, z))
+    assert tg["adv"].item() != pytest.approx(tg2["adv"].item())
+    assert plain["adv"].item() != pytest.approx(tg2["adv"].item())
+
+
+def test_style_projection_only_when_built():
+    from xraystyle.paths import resolve_config
+    from xraystyle.training.config import load_config
+
+    cfg = load_config(resolve_config("tiny"))
+    plain = build_networks(cfg.model, 2)
+    x, y = torch.randn(2, 1, 32, 32), torch.tensor([0, 1])
+    with pytest.raises(RuntimeError, match="style projection"):
+        plain["D"](x, y, s=torch.randn(2, cfg.model.style_dim))
+    assert plain["D"].style_proj is None
+    with pytest.raises(Exception, match="loss.lambda_style_match"):
+        LossConfig(lambda_style_match=-1.0)

@@ -133,3 +133,40 @@ def test_d_lr_must_be_positive():
 
     with pytest.raises(ConfigError, match="optim.d_lr"):
         OptimConfig(d_lr=0.0)
+
+
+def test_lambda_extent_is_logged_in_both_generator_phases(tiny_cfg, fetcher):
+    from tests.training.conftest import fake_cache
+    from xraystyle.data.fetcher import BatchFetcher
+    from xraystyle.data.sampling import BalancedStepSampler
+
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg.loss.lambda_extent = 1.0
+    cfg.train.batch_size = 8  # sources are drawn at random: a batch of 4 may hold one normal
+    images, labels = fake_cache()
+    # cross targets: every normal source of a batch gets a finding added
+    crossing = BatchFetcher(images, BalancedStepSampler(labels, 2, cfg.train.batch_size, seed=0, cross=True),
+                            cfg.model.latent_dim, seed=0, augment=None)
+    _, terms = run(cfg, crossing, 2)
+    for t in terms:
+        assert {"G/latent_extent", "G/ref_extent"} <= set(t)
+        assert torch.isfinite(t["G/latent_extent"]) and t["G/latent_extent"] >= 0
+    # the batches add a finding to normal sources, so the term is measured, not a constant 0
+    assert any(t["G/latent_extent"] > 0 for t in terms)
+    _, plain = run(tiny_cfg, fetcher, 1)
+    assert "G/latent_extent" not in plain[0]
+
+
+def test_lambda_style_match_builds_a_style_aware_d_and_logs_its_term(tiny_cfg, fetcher):
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg.loss.lambda_style_match = 1.0
+    state, terms = run(cfg, fetcher, 2)
+    assert state.nets["D"].style_proj is not None
+    for t in terms:
+        # reference phases only: a latent code F(z) is no image's code
+        assert "D/ref_style_match" in t and "D/latent_style_match" not in t
+        assert all(torch.isfinite(v) for v in t.values())
+    assert build_state(tiny_cfg, make_accel("reference", torch.device("cpu")), seed=0).nets["D"].style_proj is None
+    cfg.loss.style_match_latent = True
+    _, terms = run(cfg, fetcher, 1)
+    assert {"D/latent_style_match", "D/ref_style_match"} <= set(terms[0])

@@ -33,6 +33,8 @@ class ModelConfig:
     # (x_fake = x + G's decoder output, which starts at zero: G edits the source instead of
     # re-rendering it, so anatomy it leaves alone stays sharp and D can only judge the edit).
     generator_output: str = "image"
+    # D's first width (None: base_width): a wider discriminator alone, G and E unchanged.
+    d_base_width: int | None = None
 
     def __post_init__(self):
         check(64 <= self.img_size <= 1024 or self.img_size == 32, "model.img_size",
@@ -41,8 +43,9 @@ class ModelConfig:
               f"must be a power of two, got {self.img_size}")
         check(self.in_channels in (1, 3), "model.in_channels", "must be 1 or 3")
         check(self.base_width is None or self.base_width >= 4, "model.base_width", "must be >= 4")
-        check(self.max_width >= self.width, "model.max_width",
-              f"must be >= base width {self.width}")
+        check(self.d_base_width is None or self.d_base_width >= 4, "model.d_base_width", "must be >= 4")
+        check(self.max_width >= max(self.width, self.d_width), "model.max_width",
+              f"must be >= base widths {self.width} (G, E) and {self.d_width} (D)")
         check(self.style_dim >= 1 and self.latent_dim >= 1, "model.style_dim/latent_dim", "must be >= 1")
         check(self.mapping_width >= 1, "model.mapping_width", "must be >= 1")
         check(self.mapping_shared_layers >= 1 and self.mapping_head_layers >= 0,
@@ -59,6 +62,10 @@ class ModelConfig:
     @property
     def width(self) -> int:
         return self.base_width if self.base_width is not None else 2**14 // self.img_size
+
+    @property
+    def d_width(self) -> int:
+        return self.d_base_width if self.d_base_width is not None else self.width
 
     @property
     def generator_down(self) -> int:

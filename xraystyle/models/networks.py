@@ -92,9 +92,11 @@ class AdaINResBlock(nn.Module):
         return (h + self.skip(x)) / _SQRT2
 
 
-def _widths(cfg: ModelConfig, n: int) -> list[int]:
-    """Channel widths after each of ``n`` down-sampling stages (doubling, capped)."""
-    return [min(cfg.width * 2 ** (i + 1), cfg.max_width) for i in range(n)]
+def _widths(cfg: ModelConfig, n: int, base: int | None = None) -> list[int]:
+    """Channel widths after each of ``n`` down-sampling stages from ``base`` (default the model's
+    base width), doubling, capped."""
+    base = cfg.width if base is None else base
+    return [min(base * 2 ** (i + 1), cfg.max_width) for i in range(n)]
 
 
 class Generator(nn.Module):
@@ -158,10 +160,11 @@ class MappingNetwork(nn.Module):
 class _Trunk(nn.Sequential):
     """Shared trunk of E and D: conv3x3, down-sampling blocks to 4x4, LReLU, conv4x4, LReLU."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, base: int | None = None):
         n = cfg.critic_down
-        widths = [cfg.width] + _widths(cfg, n)
-        layers: list[nn.Module] = [nn.Conv2d(cfg.in_channels, cfg.width, 3, 1, 1)]
+        base = cfg.width if base is None else base
+        widths = [base] + _widths(cfg, n, base)
+        layers: list[nn.Module] = [nn.Conv2d(cfg.in_channels, base, 3, 1, 1)]
         layers += [ResBlock(widths[i], widths[i + 1], downsample=True) for i in range(n)]
         layers += [_act(), nn.Conv2d(widths[-1], widths[-1], 4, 1, 0), _act(), nn.Flatten()]
         super().__init__(*layers)
@@ -188,17 +191,26 @@ class Discriminator(nn.Module):
 
     With ``classify`` it also has a domain classifier on the same trunk (StarGAN v1's auxiliary
     classifier, Choi et al. 2018): one logit per domain, or per finding for set labels.
-    ``D(x, y, classify=True)`` returns ``(real/fake logit, class logits)`` from one trunk pass."""
+    ``D(x, y, classify=True)`` returns ``(real/fake logit, class logits)`` from one trunk pass.
+    With ``style_dim`` > 0 it also judges an image together with a style code: ``D(x, y, s=s)``
+    adds the projection ``<W h, s> / sqrt(style_dim)`` of the trunk's features onto the style
+    (the projection discriminator, Miyato & Koyama 2018, conditioned on the style instead of a
+    class), so it can score whether an image shows what its style says."""
 
-    def __init__(self, cfg: ModelConfig, num_conditions: int, classify: bool = False):
+    def __init__(self, cfg: ModelConfig, num_conditions: int, classify: bool = False, style_dim: int = 0):
         super().__init__()
-        self.trunk = _Trunk(cfg)
+        self.trunk = _Trunk(cfg, cfg.d_width)
         self.head = make_head(cfg.conditioning, num_conditions, self.trunk.out_features, 1)
         self.cls = nn.Linear(self.trunk.out_features, num_conditions) if classify else None
+        self.style_proj = nn.Linear(self.trunk.out_features, style_dim, bias=False) if style_dim else None
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, classify: bool = False):
+    def forward(self, x: torch.Tensor, y: torch.Tensor, classify: bool = False, s: torch.Tensor | None = None):
         h = self.trunk(x)
         out = self.head(h, y).squeeze(1)
+        if s is not None:
+            if self.style_proj is None:
+                raise RuntimeError("this discriminator was built without a style projection")
+            out = out + (self.style_proj(h) * s).sum(1) / math.sqrt(s.shape[1])
         if not classify:
             return out
         if self.cls is None:
@@ -215,14 +227,16 @@ def he_init(module: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
-def build_networks(cfg: ModelConfig, num_conditions: int, d_classify: bool = False) -> nn.ModuleDict:
+def build_networks(cfg: ModelConfig, num_conditions: int, d_classify: bool = False,
+                   d_style: bool = False) -> nn.ModuleDict:
     """G, F, E, D as a ModuleDict keyed by the paper's letters: "G", "F", "E", "D".
-    ``d_classify``: D carries the domain classifier (``loss.lambda_cls > 0``)."""
+    ``d_classify``: D carries the domain classifier (``loss.lambda_cls > 0``); ``d_style``: D
+    carries the style projection (``loss.lambda_style_match > 0``)."""
     nets = nn.ModuleDict({
         "G": Generator(cfg),
         "F": MappingNetwork(cfg, num_conditions),
         "E": StyleEncoder(cfg, num_conditions),
-        "D": Discriminator(cfg, num_conditions, classify=d_classify),
+        "D": Discriminator(cfg, num_conditions, classify=d_classify, style_dim=cfg.style_dim if d_style else 0),
     })
     he_init(nets)
     nets["G"].reset_output()

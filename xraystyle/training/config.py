@@ -125,6 +125,8 @@ class RunConfig:
         for combo in self.data.holdout_combinations:
             check(len(combo) >= 1 and set(combo) <= set(self.domains), "data.holdout_combinations",
                   f"{combo} must name findings of this run ({', '.join(self.domains)})")
+        check(self.loss.lambda_extent == 0 or multi or NORMAL in self.domains, "loss.lambda_extent",
+              "needs a 'normal' domain: it compares findings added to normal images")
         check(self.model.img_size == self.data.preprocess.size, "data.preprocess.size",
               f"must equal model.img_size ({self.model.img_size}), got {self.data.preprocess.size}")
 

@@ -16,6 +16,7 @@ import torch.nn.functional as nnf
 from torch import nn
 
 from ..config import check
+from ..models.equalize import soft_equalize
 from ..models.style import style_code
 from .physics import PhysicsAug
 
@@ -33,11 +34,25 @@ class LossConfig:
     # is not in counts as fake, so each head must tell its domain from the others on real images,
     # not only real from (blurrier) fake. 0 = as published.
     lambda_mismatch: float = 0.0
+    # Extent consistency (issue #16): one style added to two normal images must change them by the
+    # same amount (mean |change| of the soft-equalised image), so that how much of a finding
+    # there is comes from the style, not from the patient. 0 = as published.
+    lambda_extent: float = 0.0
+    # Style-aware D (issue #16): D also projects its features onto the style code and scores the
+    # pair (real image, E(image)) as real, (G(x, s), s) as fake and, with this weight, a real
+    # image paired with another real image's style (same label) as fake, so it must check that
+    # an image shows what its style says. 0 = as published (no projection).
+    lambda_style_match: float = 0.0
+    # ... in the latent phases too, latent fakes paired with F's codes: the style then decides
+    # more of the finding, but D can tell latent fakes by where F's codes lie (issue #16, fifth
+    # round in reports/phantom-truth.md). False = reference phases only.
+    style_match_latent: bool = False
     r1_weight: float = 1.0
     r1_interval: int = 1  # lazy R1: every k D steps with weight * k (1 = every step, as published)
 
     def __post_init__(self):
-        for key in ("lambda_sty", "lambda_ds", "lambda_cyc", "lambda_cls", "lambda_mismatch", "r1_weight"):
+        for key in ("lambda_sty", "lambda_ds", "lambda_cyc", "lambda_cls", "lambda_mismatch",
+                    "lambda_extent", "lambda_style_match", "r1_weight"):
             check(getattr(self, key) >= 0, f"loss.{key}", "must be >= 0")
         check(self.ds_decay_iters >= 1, "loss.ds_decay_iters", "must be >= 1")
         check(self.r1_interval >= 1, "loss.r1_interval", "must be >= 1")
@@ -68,13 +83,26 @@ def cls_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (bce * known).sum() / known.sum().clamp(min=1)
 
 
-def _judge(D, x: torch.Tensor, y: torch.Tensor, lambda_cls: float) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """D's real/fake logit for ``x`` as domain ``y`` and, with the classifier in use, its
-    classification loss against ``y`` (one trunk pass for both)."""
+def _judge(D, x: torch.Tensor, y: torch.Tensor, lambda_cls: float,
+           s: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """D's real/fake logit for ``x`` as domain ``y`` (paired with style ``s`` for a style-aware
+    D) and, with the classifier in use, its classification loss against ``y`` (one trunk pass)."""
+    style = {} if s is None else {"s": s}
     if lambda_cls <= 0:
-        return D(x, y), None
-    out, logits = D(x, y, classify=True)
+        return D(x, y, **style), None
+    out, logits = D(x, y, classify=True, **style)
     return out, cls_loss(logits, y)
+
+
+def same_label_partner(y: torch.Tensor, usable: torch.Tensor | None) -> torch.Tensor:
+    """Bool rows whose neighbour (``roll(1)``) has the same label: their styles can be swapped
+    to make a mismatched pair. Sets must agree on every finding (an unknown never agrees);
+    ``usable`` (if given) must hold for both rows."""
+    other = y.roll(1, 0)
+    same = (y == other) if not y.is_floating_point() else (y == other).all(dim=1)
+    if usable is not None:
+        same = same & usable & usable.roll(1, 0)
+    return same
 
 
 def mismatched(y_org: torch.Tensor, y_trg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,6 +114,26 @@ def mismatched(y_org: torch.Tensor, y_trg: torch.Tensor) -> tuple[torch.Tensor, 
         return y_trg, y_trg != y_org
     differ = (y_org != y_trg) & ~torch.isnan(y_org) & ~torch.isnan(y_trg)
     return torch.where(differ, y_trg, y_org), differ.any(dim=1)
+
+
+def partner_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(partner, paired)``: for each selected row of the bool mask ``rows`` the next selected
+    row (cyclically), itself elsewhere; ``paired`` marks the rows that got another row (two or
+    more selected). No host sync: ranks and counts stay on the device."""
+    b = rows.shape[0]
+    arange = torch.arange(b, device=rows.device)
+    rank = rows.long().cumsum(0) - 1
+    count = rows.long().sum().clamp(min=1)
+    by_rank = torch.zeros(b + 1, dtype=torch.long, device=rows.device)
+    by_rank = by_rank.scatter(0, torch.where(rows, rank, b), arange)  # slot b collects the rest
+    partner = torch.where(rows, by_rank[(rank + 1) % count], arange)
+    return partner, rows & (partner != arange)
+
+
+def extent(x_after: torch.Tensor, x_before: torch.Tensor) -> torch.Tensor:
+    """Per image, how much an edit changed it: mean |change| of the soft-equalised images (ranks,
+    so that a darker or flatter exposure of the same finding counts the same)."""
+    return (soft_equalize(x_after.float()) - soft_equalize(x_before.float())).abs().flatten(1).mean(1)
 
 
 def r1_penalty(d_out: torch.Tensor, x_real: torch.Tensor) -> torch.Tensor:
@@ -109,10 +157,13 @@ def d_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
            z_trg: torch.Tensor | None = None, x_ref: torch.Tensor | None = None,
            r1_weight: float = 1.0, phys: PhysicsAug | None = None,
            fixed_trg: torch.Tensor | None = None, lambda_cls: float = 0.0,
-           lambda_mismatch: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+           lambda_mismatch: float = 0.0, lambda_style_match: float = 0.0,
+           fixed_org: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Discriminator loss: real vs. fake (latent- or reference-guided) plus R1 on real images,
     plus (``lambda_cls``) the classification of the real images' domain and (``lambda_mismatch``)
-    real images judged as fake by the head of a domain ``y_trg`` they are not in.
+    real images judged as fake by the head of a domain ``y_trg`` they are not in, and
+    (``lambda_style_match``) the style-aware terms: every image judged with its style (real: E's
+    code of it; fake: s_trg), and real images with a same-label neighbour's style judged fake.
 
     With ``phys.cfg.d_augment`` D sees augmented real and fake images (R1 at the augmented
     real, as in ADA); ``fixed_trg`` marks rows whose target has the deterministic style."""
@@ -124,15 +175,20 @@ def d_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
     fp32 = torch.autocast(x_real.device.type, enabled=False) if use_r1 else contextlib.nullcontext()
     # "D_r1" (when given) is the eager D: compiled graphs cannot be differentiated twice.
     D_real = nets["D_r1"] if use_r1 and "D_r1" in nets else nets["D"]
+    s_real = None
+    if lambda_style_match > 0:
+        with torch.no_grad():  # D judges the pair; E is not trained by D's loss
+            s_real = style_code(nets, y_org, x_ref=_through(phys, "e", x_real), fixed=fixed_org)
     with fp32:
-        out_real, loss_cls = _judge(D_real, x_in, y_org, lambda_cls)
+        out_real, loss_cls = _judge(D_real, x_in, y_org, lambda_cls, s_real)
         loss_reg = r1_penalty(out_real, x_in) if use_r1 else out_real.new_zeros(())
     loss_real = adv_loss(out_real, 1.0)
 
     with torch.no_grad():
         s_trg = style_target(nets, y_trg, z_trg, _through(phys, "e", x_ref), fixed_trg)
         x_fake = nets["G"](x_real, s_trg)
-    loss_fake = adv_loss(nets["D"](_through(phys, "d", x_fake), y_trg), 0.0)
+    style = {} if s_real is None else {"s": s_trg}
+    loss_fake = adv_loss(nets["D"](_through(phys, "d", x_fake), y_trg, **style), 0.0)
 
     loss = loss_real + loss_fake + r1_weight * loss_reg
     terms = {"real": loss_real, "fake": loss_fake, "r1": loss_reg}
@@ -147,6 +203,15 @@ def d_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
         loss_mis = (per_row * rows).sum() / rows.sum().clamp(min=1)
         loss = loss + lambda_mismatch * loss_mis
         terms["mismatch"] = loss_mis
+    if lambda_style_match > 0:
+        # The pair (real image, another real image's style of the same label) is fake. Rows with
+        # the one deterministic normal style have nothing to swap and weigh 0.
+        rows = same_label_partner(y_org, None if fixed_org is None else ~fixed_org)
+        out_swap = nets["D"](x_in.detach(), y_org, s=s_real.roll(1, 0)).float()
+        per_row = nnf.binary_cross_entropy_with_logits(out_swap, torch.zeros_like(out_swap), reduction="none")
+        loss_swap = (per_row * rows).sum() / rows.sum().clamp(min=1)
+        loss = loss + lambda_style_match * loss_swap
+        terms["style_match"] = loss_swap
     return loss, {k: v.detach() for k, v in terms.items()}
 
 
@@ -155,17 +220,21 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
            x_refs: tuple[torch.Tensor, torch.Tensor] | None = None,
            lambda_sty: float = 1.0, lambda_ds: float = 1.0, lambda_cyc: float = 1.0,
            lambda_cls: float = 0.0, phys: PhysicsAug | None = None, fixed_trg: torch.Tensor | None = None,
-           fixed_org: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+           fixed_org: torch.Tensor | None = None, lambda_extent: float = 0.0,
+           add_rows: torch.Tensor | None = None, d_style: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Generator loss: adversarial + style reconstruction - diversity sensitivity + cycle,
-    plus the physics terms of ``phys`` (style-encoder invariance, generator equivariance) and
-    (``lambda_cls``) D's classification of the fake as the target domain."""
+    plus the physics terms of ``phys`` (style-encoder invariance, generator equivariance),
+    (``lambda_cls``) D's classification of the fake as the target domain and (``lambda_extent``)
+    extent consistency over ``add_rows``, the rows that add a finding to a normal source. With
+    ``d_style`` the fake is judged together with its style (style-aware D)."""
     z_trg, z_trg2 = z_trgs if z_trgs is not None else (None, None)
     x_ref, x_ref2 = x_refs if x_refs is not None else (None, None)
     E, G = nets["E"], nets["G"]
 
     s_trg = style_target(nets, y_trg, z_trg, _through(phys, "e", x_ref), fixed_trg)
     x_fake = G(x_real, s_trg)
-    out_fake, loss_cls = _judge(nets["D"], _through(phys, "d", x_fake), y_trg, lambda_cls)
+    out_fake, loss_cls = _judge(nets["D"], _through(phys, "d", x_fake), y_trg, lambda_cls,
+                                s_trg if d_style else None)
     loss_adv = adv_loss(out_fake, 1.0)
 
     s_pred = E(_through(phys, "sty", x_fake), y_trg)
@@ -185,6 +254,15 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
 
     loss = loss_adv + lambda_sty * loss_sty - lambda_ds * loss_ds + lambda_cyc * loss_cyc
     terms = {"adv": loss_adv, "sty": loss_sty, "ds": loss_ds, "cyc": loss_cyc}
+    if lambda_extent > 0 and add_rows is not None:
+        # Each adding row's style also goes to another normal source of the batch; the two edits
+        # must be the same size. Every row is computed (no data-dependent shapes); others weigh 0.
+        partner, paired = partner_rows(add_rows)
+        x_other = x_real[partner]
+        gap = (extent(x_fake, x_real) - extent(G(x_other, s_trg), x_other)).abs()
+        loss_ext = (gap * paired).sum() / paired.sum().clamp(min=1)
+        loss = loss + lambda_extent * loss_ext
+        terms["extent"] = loss_ext
     if loss_cls is not None:
         loss = loss + lambda_cls * loss_cls
         terms["cls"] = loss_cls

@@ -46,7 +46,8 @@ def build_state(cfg: RunConfig, accel: Accel, seed: int | None = None) -> TrainS
     """Fresh networks (He init from ``seed``), EMA copies and Adam optimisers on the device."""
     if seed is not None:
         torch.manual_seed(seed)
-    nets = build_networks(cfg.model, len(cfg.domains), d_classify=cfg.loss.lambda_cls > 0).to(accel.device)
+    nets = build_networks(cfg.model, len(cfg.domains), d_classify=cfg.loss.lambda_cls > 0,
+                          d_style=cfg.loss.lambda_style_match > 0).to(accel.device)
     if accel.channels_last:
         nets = nets.to(memory_format=torch.channels_last)
     ema = nn.ModuleDict({k: make_ema(nets[k]) for k in EMA_NETS})

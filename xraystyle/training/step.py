@@ -67,12 +67,23 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
         phys = PhysicsAug(cfg.physics, step_generator(cfg.train.seed, step, Stream.STEP_PHYSICS, accel.device), rank, world)
     fixed = {name: cfg.fixed_style_rows(y) for name, y in
              (("org", y_org), ("latent", y_trg), ("ref", batch.y_ref))}
+    adding = {}  # rows that add a finding to a normal source (extent consistency)
+    if lc.lambda_extent > 0:
+        labels = cfg.labels
+        normal_org = labels.normal_rows(y_org)
+        adding = {tag: normal_org & ~labels.normal_rows(y) for tag, y in (("latent", y_trg), ("ref", batch.y_ref))}
 
-    # Discriminator: once with a latent-guided fake, once with a reference-guided fake.
+    # Discriminator: once with a latent-guided fake, once with a reference-guided fake. The
+    # style-aware terms (loss.lambda_style_match) pair images with E's codes, so by default they
+    # run in the reference phases only: a latent code F(z) is no image's code, and D would tell
+    # latent fakes by where F's codes lie, which G cannot change (loss.style_match_latent).
+    style_phases = ("ref", "latent") if lc.style_match_latent else ("ref",)
     for tag, y, guide in (("latent", y_trg, {"z_trg": batch.z_trg}), ("ref", batch.y_ref, {"x_ref": x_ref})):
         with accel.autocast():
             loss, t = d_loss(fwd, x_real, y_org, y, r1_weight=r1_weight, phys=phys, fixed_trg=fixed[tag],
-                            lambda_cls=lc.lambda_cls, lambda_mismatch=lc.lambda_mismatch, **guide)
+                            lambda_cls=lc.lambda_cls, lambda_mismatch=lc.lambda_mismatch,
+                            lambda_style_match=lc.lambda_style_match if tag in style_phases else 0.0,
+                            fixed_org=fixed["org"], **guide)
         _update(state, loss, ("D",), grad_sync)
         terms.update({f"D/{tag}_{k}": v for k, v in t.items()})
 
@@ -86,7 +97,8 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
         with frozen(state.nets[n] for n in ("D", "F", "E") if n not in names):
             with accel.autocast():
                 loss, t = g_loss(fwd, x_real, y_org, y, **guide, **lam, phys=phys, fixed_trg=fixed[tag],
-                                 fixed_org=fixed["org"])
+                                 fixed_org=fixed["org"], lambda_extent=lc.lambda_extent,
+                                 add_rows=adding.get(tag), d_style=tag in style_phases and lc.lambda_style_match > 0)
             _update(state, loss, names, grad_sync)
         terms.update({f"G/{tag}_{k}": v for k, v in t.items()})
 
