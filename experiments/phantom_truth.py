@@ -115,6 +115,11 @@ TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
     "residual+mismatch+e-equalized+fixed-cross-dlr4-sm1-latent": (
         "the style-aware D in the latent phases too (latent fakes paired with F's codes)",
         {**RMEF_CROSS_DLR4, "loss.lambda_style_match": 1.0, "loss.style_match_latent": True}),
+    # ... with F learning as fast as G (f_lr = lr): can F's codes move to where D accepts them?
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-sm1-latent-flr": (
+        "the style-aware D in the latent phases too, with F at G's learning rate",
+        {**RMEF_CROSS_DLR4, "loss.lambda_style_match": 1.0, "loss.style_match_latent": True,
+         "optim.f_lr": 2.0e-4}),
     # Generator equivariance to intensity maps (the first physics ablation's g-equivariance) on
     # today's default: the edit must scale with the exposure, so the style, not the source's
     # contrast, would be left to set how much fluid there is.
