@@ -77,12 +77,13 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
     # style-aware terms (loss.lambda_style_match) pair images with E's codes, so by default they
     # run in the reference phases only: a latent code F(z) is no image's code, and D would tell
     # latent fakes by where F's codes lie, which G cannot change (loss.style_match_latent).
-    style_phases = ("ref", "latent") if lc.style_match_latent else ("ref",)
+    style_weight = {tag: lc.lambda_style_match if tag == "ref" or lc.style_match_latent else 0.0
+                    for tag in ("latent", "ref")}
     for tag, y, guide in (("latent", y_trg, {"z_trg": batch.z_trg}), ("ref", batch.y_ref, {"x_ref": x_ref})):
         with accel.autocast():
             loss, t = d_loss(fwd, x_real, y_org, y, r1_weight=r1_weight, phys=phys, fixed_trg=fixed[tag],
                             lambda_cls=lc.lambda_cls, lambda_mismatch=lc.lambda_mismatch,
-                            lambda_style_match=lc.lambda_style_match if tag in style_phases else 0.0,
+                            lambda_style_match=style_weight[tag],
                             fixed_org=fixed["org"], **guide)
         _update(state, loss, ("D",), grad_sync)
         terms.update({f"D/{tag}_{k}": v for k, v in t.items()})
@@ -98,7 +99,7 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
             with accel.autocast():
                 loss, t = g_loss(fwd, x_real, y_org, y, **guide, **lam, phys=phys, fixed_trg=fixed[tag],
                                  fixed_org=fixed["org"], lambda_extent=lc.lambda_extent,
-                                 add_rows=adding.get(tag), d_style=tag in style_phases and lc.lambda_style_match > 0)
+                                 add_rows=adding.get(tag), d_style=style_weight[tag] > 0)
             _update(state, loss, names, grad_sync)
         terms.update({f"G/{tag}_{k}": v for k, v in t.items()})
 
