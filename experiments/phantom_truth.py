@@ -120,6 +120,23 @@ TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
         "the style-aware D in the latent phases too, with F at G's learning rate",
         {**RMEF_CROSS_DLR4, "loss.lambda_style_match": 1.0, "loss.style_match_latent": True,
          "optim.f_lr": 2.0e-4}),
+    # Sixth round. The latent pairing's lead without its flaw: F's codes must be distributed like
+    # E's codes of real references (kernel MMD, gradients to F and E), so D cannot tell a latent
+    # fake by where its code lies; at F's own and at G's learning rate.
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-sm1-latent-cm1": (
+        "the style-aware D in the latent phases, F's codes matched to E's (lambda_code_match 1)",
+        {**RMEF_CROSS_DLR4, "loss.lambda_style_match": 1.0, "loss.style_match_latent": True,
+         "loss.lambda_code_match": 1.0}),
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-sm1-latent-flr-cm1": (
+        "the style-aware D in the latent phases, F's codes matched to E's, F at G's learning rate",
+        {**RMEF_CROSS_DLR4, "loss.lambda_style_match": 1.0, "loss.style_match_latent": True,
+         "loss.lambda_code_match": 1.0, "optim.f_lr": 2.0e-4}),
+    # The swap term's weight (the pairing of images with their codes stays on): how much of the
+    # latent pairing's identity loss is the swap negatives'?
+    **{f"residual+mismatch+e-equalized+fixed-cross-dlr4-sm{tag}-latent": (
+        f"the style-aware D in the latent phases too, swap weight {w}",
+        {**RMEF_CROSS_DLR4, "loss.lambda_style_match": w, "loss.style_match_latent": True})
+       for tag, w in (("03", 0.3), ("01", 0.1))},
     # Generator equivariance to intensity maps (the first physics ablation's g-equivariance) on
     # today's default: the edit must scale with the exposure, so the style, not the source's
     # contrast, would be left to set how much fluid there is.

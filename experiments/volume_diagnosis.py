@@ -18,6 +18,13 @@ its soft-tissue / lung contrast (the acquisition). The same numbers for the *ide
 outputs (each source rendered with each reference's effusion: volume and side) are the control: there
 the style decides the volume and the contrast nothing, unless the oracle itself reads volume
 differently at another exposure. Intervals: 95 % bootstrap over sources (1000 draws).
+
+Where the latent codes lie (``codes``): can a linear readout of the code tell the mapping
+network's codes F(z) (64 draws) from the style encoder's codes of real effusion images (up to 64
+of the split)? 5-fold cross-validated accuracy of a logistic regression (0.5: alike; a style-aware
+D, linear in the code, can tell latent fakes by their code alone when it is near 1), and the
+unbiased kernel MMD of training's code matching (``loss.lambda_code_match``) between the two sets
+beside the same MMD between two halves of the E codes (its noise floor).
 """
 
 from __future__ import annotations
@@ -47,6 +54,67 @@ def shares_ci(v: np.ndarray, seed: int = 0, n_boot: int = 1000) -> dict:
     return {"style_share": round(style, 3), "style_share_ci95": [round(float(lo[0]), 3), round(float(hi[0]), 3)],
             "source_share": round(source, 3), "source_share_ci95": [round(float(lo[1]), 3), round(float(hi[1]), 3)],
             "mean_volume": round(float(v.mean()), 3), "sd_volume": round(float(v.std()), 3)}
+
+
+def _logistic(x, t, l2: float = 1e-2):
+    """Weights (bias last) of an L2-regularised logistic regression of ``t`` on ``x`` (LBFGS)."""
+    import torch
+
+    w = torch.zeros(x.shape[1] + 1, dtype=x.dtype, requires_grad=True)
+    opt = torch.optim.LBFGS([w], max_iter=200)
+
+    def nll():
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(x @ w[:-1] + w[-1], t) + l2 * w[:-1].pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(nll)
+    return w.detach()
+
+
+def separability(a, b, seed: int = 0, folds: int = 5) -> float:
+    """Cross-validated accuracy of a logistic regression telling rows of ``a`` from rows of ``b``
+    (standardised on each training fold). No scikit-learn in the project's dependencies; a linear
+    probe is a few lines of torch."""
+    import torch
+
+    x = torch.cat([a, b]).double()
+    t = torch.cat([torch.zeros(len(a)), torch.ones(len(b))]).double()
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    right = 0
+    for k in range(folds):
+        test = order[k::folds]
+        train = order[torch.isin(order, test, invert=True)]
+        mu, sd = x[train].mean(0), x[train].std(0).clamp(min=1e-6)
+        w = _logistic((x[train] - mu) / sd, t[train])
+        pred = (((x[test] - mu) / sd) @ w[:-1] + w[-1]) > 0
+        right += int((pred.double() == t[test]).sum())
+    return right / len(x)
+
+
+def code_gap(model, rows, renderer, seed: int) -> dict:
+    """How far the latent codes lie from the codes of real images (module docstring)."""
+    import torch
+
+    from xraystyle.training.losses import code_mmd
+
+    refs = [r for r in rows if r.labels.get("effusion")][:64]
+    x = torch.from_numpy(np.stack([renderer.render(r)[0] for r in refs]).astype(np.float32))[:, None]
+    y = model.labels.parse("effusion")
+    y_e = y.repeat(len(refs), *([1] * (y.ndim - 1)))
+    y_f = y.repeat(64, *([1] * (y.ndim - 1)))
+    z = torch.randn(64, model.latent_dim, generator=torch.Generator().manual_seed(seed + 1))
+    with torch.no_grad():
+        s_e = model.nets["E"](x, y_e).float()
+        s_f = model.nets["F"](z, y_f).float()
+    every = lambda n: torch.ones(n, dtype=torch.bool)  # noqa: E731
+    half = len(s_e) // 2
+    return {"f_vs_e_separability": round(separability(s_f, s_e, seed), 3),
+            "f_vs_e_mmd": round(float(code_mmd(s_f, y_f, every(64), s_e, y_e, every(len(s_e)))), 4),
+            "e_halves_mmd": round(float(code_mmd(s_e[:half], y_e[:half], every(half), s_e[half:], y_e[half:],
+                                                 every(len(s_e) - half))), 4),
+            "n_latent": 64, "n_images": len(refs)}
 
 
 def main() -> None:
@@ -101,6 +169,7 @@ def main() -> None:
             per_source = volume[mode].mean(1)
             res[mode]["source_volume_vs_lung_height_spearman"] = round(float(spearmanr(per_source, lung_height).statistic), 3)
             res[mode]["source_volume_vs_contrast_spearman"] = round(float(spearmanr(per_source, contrast).statistic), 3)
+        res["codes"] = code_gap(model, rows, renderer, a.seed)
         res["n_sources"], res["n_styles"], res["step"], res["split"] = len(normals), k, model.step, split
         results[str(run)] = res
         print(f"\n{run} (step {model.step}, split {split}; {len(normals)} sources x {k} styles)")
@@ -113,6 +182,10 @@ def main() -> None:
                   f"{r['source_volume_vs_contrast_spearman']:+.2f} (Spearman, n = {len(normals)})")
         print(f"  reference true volume vs mean output volume: Spearman "
               f"{res['reference']['ref_volume_vs_mean_output_spearman']:+.2f} (n = {k})")
+        c = res["codes"]
+        print(f"  codes: F(z) vs E(effusion image) linear separability {c['f_vs_e_separability']:.2f} "
+              f"(0.5 = alike; n = {c['n_latent']} + {c['n_images']}), MMD {c['f_vs_e_mmd']:.3f} "
+              f"(E's halves: {c['e_halves_mmd']:.3f})")
     if a.out:
         a.out.write_text(json.dumps(results, indent=1))
 

@@ -316,6 +316,83 @@ def test_lambda_style_match_judges_images_with_their_styles(tiny_cfg):
     assert plain["adv"].item() != pytest.approx(tg2["adv"].item())
 
 
+def test_code_mmd_is_the_unbiased_statistic_within_labels():
+    from xraystyle.training.losses import code_mmd
+
+    torch.manual_seed(0)
+    a, b = torch.randn(5, 4), torch.randn(6, 4) + 0.5
+    ya, yb = torch.zeros(5, dtype=torch.long), torch.zeros(6, dtype=torch.long)
+    ones = lambda n: torch.ones(n, dtype=torch.bool)  # noqa: E731
+    got = code_mmd(a, ya, ones(5), b, yb, ones(6))
+    s = torch.cat([a, b])
+    d2 = torch.cdist(s, s) ** 2
+    scale = d2[~torch.eye(11, dtype=torch.bool)].median()
+    k = lambda u, v: sum(torch.exp(-torch.cdist(u, v) ** 2 / (2 * f * f * scale)) for f in (0.5, 1, 2))  # noqa: E731
+    kaa, kbb = k(a, a), k(b, b)
+    want = (kaa.sum() - kaa.trace()) / 20 + (kbb.sum() - kbb.trace()) / 30 - 2 * k(a, b).mean()
+    assert got.item() == pytest.approx(want.item(), rel=1e-4)
+    # unbiased: two draws of one distribution score ~0 on average; a shifted one scores > 0
+    y8, u8 = torch.tensor([1, 1, 1, 1, 0, 0, 0, 0]), ones(8)
+    same = torch.stack([code_mmd(torch.randn(8, 8), y8, u8, torch.randn(8, 8), y8, u8) for _ in range(300)])
+    assert abs(same.mean().item()) < 0.02
+    assert code_mmd(torch.randn(8, 8), y8, u8, torch.randn(8, 8) + 1, y8, u8).item() > 0.2
+    # codes of different labels are never compared; a label with < 2 usable rows on a side is left out
+    assert code_mmd(a, ya, ones(5), b, yb + 1, ones(6)).item() == 0.0
+    lone = torch.tensor([True, False, False, False, False])
+    assert code_mmd(a, ya, lone, b, yb, ones(6)).item() == 0.0
+    # rows of a label the other set lacks change nothing, not even the bandwidth
+    mixed_b, mixed_yb = torch.cat([b, torch.randn(3, 4) + 9]), torch.cat([yb, torch.ones(3, dtype=torch.long)])
+    assert code_mmd(a, ya, ones(5), mixed_b, mixed_yb, ones(9)).item() == pytest.approx(got.item(), rel=1e-5)
+    # finding sets: an unknown never matches; identical codes give a finite gradient
+    nan = float("nan")
+    sets = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, nan], [1.0, nan]])
+    c = torch.randn(4, 4, requires_grad=True)
+    v = code_mmd(c, sets, ones(4), c.detach().clone(), sets, ones(4))
+    v.backward()
+    assert v.item() < 0 and torch.isfinite(c.grad).all()  # unbiased: below 0 for one set twice
+    assert c.grad[2:].abs().sum() == 0
+
+
+def test_lambda_code_match_pulls_f_and_e_codes_together(tiny_cfg):
+    """Latent phase only: the term compares F's codes with E's codes of the real references, is
+    added with its weight and trains F and E (not G); deterministic-style rows are left out."""
+    from xraystyle.training.losses import code_mmd
+
+    torch.manual_seed(0)
+    nets = _nets(tiny_cfg)
+    x, x_ref = torch.rand(6, 1, 32, 32) * 2 - 1, torch.rand(6, 1, 32, 32) * 2 - 1
+    y_org, y_trg = torch.tensor([0, 0, 0, 1, 1, 1]), torch.tensor([1, 1, 1, 0, 0, 0])
+    z = torch.randn(6, tiny_cfg.model.latent_dim), torch.randn(6, tiny_cfg.model.latent_dim)
+    torch.manual_seed(1)
+    base, t0 = g_loss(nets, x, y_org, y_trg, z_trgs=z)
+    torch.manual_seed(1)
+    loss, t = g_loss(nets, x, y_org, y_trg, z_trgs=z, lambda_code_match=2.0, code_ref=(x_ref, y_trg, None))
+    assert "code_match" not in t0
+    with torch.no_grad():
+        want = code_mmd(nets["F"](z[0], y_trg), y_trg, torch.ones(6, dtype=torch.bool),
+                        nets["E"](x_ref, y_trg), y_trg, torch.ones(6, dtype=torch.bool))
+    assert t["code_match"].item() == pytest.approx(want.item(), rel=1e-4)
+    assert loss.item() == pytest.approx((base + 2.0 * t["code_match"]).item(), rel=1e-4)
+    grads = {}
+    for name, value in (("without", base), ("with", loss)):
+        nets.zero_grad(set_to_none=True)
+        value.backward()
+        grads[name] = {n: [p.grad.clone() for p in nets[n].parameters() if p.grad is not None] for n in "GFE"}
+    for n, changed in (("G", False), ("F", True), ("E", True)):
+        same = all(torch.allclose(u, v, atol=1e-7) for u, v in zip(grads["without"][n], grads["with"][n]))
+        assert same != changed, n
+    # reference-guided: no latent code, no term; deterministic-style rows weigh 0
+    _, t_ref = g_loss(nets, x, y_org, y_trg, x_refs=(x_ref, x_ref), lambda_code_match=2.0,
+                      code_ref=(x_ref, y_trg, None))
+    assert "code_match" not in t_ref
+    fixed = torch.ones(6, dtype=torch.bool)
+    _, t_fixed = g_loss(nets, x, y_org, y_trg, z_trgs=z, lambda_code_match=2.0, code_ref=(x_ref, y_trg, fixed),
+                        fixed_trg=fixed)
+    assert t_fixed["code_match"].item() == 0.0
+    with pytest.raises(Exception, match="loss.lambda_code_match"):
+        LossConfig(lambda_code_match=-1.0)
+
+
 def test_style_projection_only_when_built():
     from xraystyle.paths import resolve_config
     from xraystyle.training.config import load_config

@@ -170,3 +170,13 @@ def test_lambda_style_match_builds_a_style_aware_d_and_logs_its_term(tiny_cfg, f
     cfg.loss.style_match_latent = True
     _, terms = run(cfg, fetcher, 1)
     assert {"D/latent_style_match", "D/ref_style_match"} <= set(terms[0])
+
+
+def test_lambda_code_match_runs_in_the_latent_phase_only(tiny_cfg, fetcher):
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg.loss.lambda_code_match = 1.0
+    _, terms = run(cfg, fetcher, 2)
+    for t in terms:
+        assert "G/latent_code_match" in t and "G/ref_code_match" not in t
+        assert torch.isfinite(t["G/latent_code_match"])
+    assert "G/latent_code_match" not in run(tiny_cfg, fetcher, 1)[1][0]

@@ -44,15 +44,20 @@ class LossConfig:
     # an image shows what its style says. 0 = as published (no projection).
     lambda_style_match: float = 0.0
     # ... in the latent phases too, latent fakes paired with F's codes: the style then decides
-    # more of the finding, but D can tell latent fakes by where F's codes lie (issue #16, fifth
-    # round in reports/phantom-truth.md). False = reference phases only.
+    # more of the finding, but the outputs lose identity (issue #16, fifth and sixth rounds in
+    # reports/phantom-truth.md). False = reference phases only.
     style_match_latent: bool = False
+    # Code matching (issue #16): in the latent phase, F's codes and E's codes of real references
+    # of the same label must be alike as sets (kernel MMD), so that a latent code lies where an
+    # image's code lies and a style-aware D cannot tell latent fakes by their code alone.
+    # Gradients reach F and E. 0 = as published.
+    lambda_code_match: float = 0.0
     r1_weight: float = 1.0
     r1_interval: int = 1  # lazy R1: every k D steps with weight * k (1 = every step, as published)
 
     def __post_init__(self):
         for key in ("lambda_sty", "lambda_ds", "lambda_cyc", "lambda_cls", "lambda_mismatch",
-                    "lambda_extent", "lambda_style_match", "r1_weight"):
+                    "lambda_extent", "lambda_style_match", "lambda_code_match", "r1_weight"):
             check(getattr(self, key) >= 0, f"loss.{key}", "must be >= 0")
         check(self.ds_decay_iters >= 1, "loss.ds_decay_iters", "must be >= 1")
         check(self.r1_interval >= 1, "loss.r1_interval", "must be >= 1")
@@ -114,6 +119,62 @@ def mismatched(y_org: torch.Tensor, y_trg: torch.Tensor) -> tuple[torch.Tensor, 
         return y_trg, y_trg != y_org
     differ = (y_org != y_trg) & ~torch.isnan(y_org) & ~torch.isnan(y_trg)
     return torch.where(differ, y_trg, y_org), differ.any(dim=1)
+
+
+def same_label(y_a: torch.Tensor, y_b: torch.Tensor) -> torch.Tensor:
+    """(len(y_a), len(y_b)) bool: the two rows carry the same label (sets: every finding agrees;
+    an unknown never agrees)."""
+    if not y_a.is_floating_point():
+        return y_a[:, None] == y_b[None, :]
+    return (y_a[:, None, :] == y_b[None, :, :]).all(dim=2)
+
+
+def _varied(fixed: torch.Tensor | None, y: torch.Tensor) -> torch.Tensor:
+    """Bool rows whose style is a code (not the one deterministic style)."""
+    return torch.ones(len(y), dtype=torch.bool, device=y.device) if fixed is None else ~fixed
+
+
+def code_mmd(s_a: torch.Tensor, y_a: torch.Tensor, usable_a: torch.Tensor,
+             s_b: torch.Tensor, y_b: torch.Tensor, usable_b: torch.Tensor) -> torch.Tensor:
+    """Squared MMD between two sets of labelled style codes, the unbiased U-statistic (no
+    self-pairs: the biased one rewards codes for spreading apart), computed within each label
+    that has >= 2 ``usable`` rows in both sets and averaged over those labels; 0 when there is
+    none. No data-dependent shapes.
+
+    Kernel: Gaussian on the code, summed over bandwidths 0.5 / 1 / 2 x the median distance of the
+    pairs compared (detached). Hand-written: a few lines, and the libraries that have MMD (torchmetrics'
+    KID) are evaluation metrics on fixed features, not training losses."""
+    def counts(y, usable, y_other, usable_other):
+        n = (same_label(y, y) & usable[None, :]).sum(dim=1)
+        m = (same_label(y, y_other) & usable_other[None, :]).sum(dim=1)
+        return usable & (n >= 2) & (m >= 2), n.float()
+
+    ok_a, n_a = counts(y_a, usable_a, y_b, usable_b)
+    ok_b, n_b = counts(y_b, usable_b, y_a, usable_a)
+    s_a, s_b = s_a.float(), s_b.float()
+    s, y, ok = torch.cat([s_a, s_b]), torch.cat([y_a, y_b]), torch.cat([ok_a, ok_b])
+    with torch.no_grad():  # bandwidth: the median over the pairs the kernel is used on
+        d2_all = (s[:, None, :] - s[None, :, :]).pow(2).sum(dim=2)
+        used = same_label(y, y) & ok[:, None] & ok[None, :] & ~torch.eye(len(s), dtype=torch.bool, device=s.device)
+        scale = torch.nanmedian(torch.where(used, d2_all, torch.nan))
+        scale = torch.where(torch.isnan(scale), 1.0, scale).clamp(min=1e-8)
+
+    def kernel(u, v):  # direct squares: cdist's gradient is NaN at distance 0
+        d2 = (u[:, None, :] - v[None, :, :]).pow(2).sum(dim=2)
+        return sum(torch.exp(-d2 / (2 * f * f * scale)) for f in (0.5, 1.0, 2.0))
+
+    def pairs(ok_u, n_u, y_u, ok_v, n_v, y_v, within):
+        w = same_label(y_u, y_v) & ok_u[:, None] & ok_v[None, :]
+        if within:
+            w = w & ~torch.eye(len(y_u), dtype=torch.bool, device=w.device)
+            return w.float() / (n_u * (n_u - 1)).clamp(min=1)[:, None]
+        return w.float() / (n_u[:, None] * n_v[None, :]).clamp(min=1)
+
+    mmd = ((pairs(ok_a, n_a, y_a, ok_a, n_a, y_a, True) * kernel(s_a, s_a)).sum()
+           + (pairs(ok_b, n_b, y_b, ok_b, n_b, y_b, True) * kernel(s_b, s_b)).sum()
+           - 2 * (pairs(ok_a, n_a, y_a, ok_b, n_b, y_b, False) * kernel(s_a, s_b)).sum())
+    labels = (ok_a.float() / n_a.clamp(min=1)).sum()  # each label's rows sum to 1
+    return mmd / labels.clamp(min=1)
 
 
 def partner_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -221,12 +282,16 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
            lambda_sty: float = 1.0, lambda_ds: float = 1.0, lambda_cyc: float = 1.0,
            lambda_cls: float = 0.0, phys: PhysicsAug | None = None, fixed_trg: torch.Tensor | None = None,
            fixed_org: torch.Tensor | None = None, lambda_extent: float = 0.0,
-           add_rows: torch.Tensor | None = None, d_style: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+           add_rows: torch.Tensor | None = None, d_style: bool = False, lambda_code_match: float = 0.0,
+           code_ref: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None,
+           ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Generator loss: adversarial + style reconstruction - diversity sensitivity + cycle,
     plus the physics terms of ``phys`` (style-encoder invariance, generator equivariance),
     (``lambda_cls``) D's classification of the fake as the target domain and (``lambda_extent``)
     extent consistency over ``add_rows``, the rows that add a finding to a normal source. With
-    ``d_style`` the fake is judged together with its style (style-aware D)."""
+    ``d_style`` the fake is judged together with its style (style-aware D). With
+    ``lambda_code_match`` the latent codes must be distributed like E's codes of the real
+    references ``code_ref = (x_ref, y_ref, fixed_ref)`` (latent phase)."""
     z_trg, z_trg2 = z_trgs if z_trgs is not None else (None, None)
     x_ref, x_ref2 = x_refs if x_refs is not None else (None, None)
     E, G = nets["E"], nets["G"]
@@ -263,6 +328,12 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
         loss_ext = (gap * paired).sum() / paired.sum().clamp(min=1)
         loss = loss + lambda_extent * loss_ext
         terms["extent"] = loss_ext
+    if lambda_code_match > 0 and z_trg is not None and code_ref is not None:
+        x_cr, y_cr, fixed_cr = code_ref
+        s_cr = style_code(nets, y_cr, x_ref=_through(phys, "e", x_cr), fixed=fixed_cr)
+        loss_cm = code_mmd(s_trg, y_trg, _varied(fixed_trg, y_trg), s_cr, y_cr, _varied(fixed_cr, y_cr))
+        loss = loss + lambda_code_match * loss_cm
+        terms["code_match"] = loss_cm
     if loss_cls is not None:
         loss = loss + lambda_cls * loss_cls
         terms["cls"] = loss_cls

@@ -75,8 +75,8 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
 
     # Discriminator: once with a latent-guided fake, once with a reference-guided fake. The
     # style-aware terms (loss.lambda_style_match) pair images with E's codes, so by default they
-    # run in the reference phases only: a latent code F(z) is no image's code, and D would tell
-    # latent fakes by where F's codes lie, which G cannot change (loss.style_match_latent).
+    # run in the reference phases only: a latent code F(z) is no image's code, and pairing latent
+    # fakes with it distorts the outputs on the phantom (loss.style_match_latent).
     style_weight = {tag: lc.lambda_style_match if tag == "ref" or lc.style_match_latent else 0.0
                     for tag in ("latent", "ref")}
     for tag, y, guide in (("latent", y_trg, {"z_trg": batch.z_trg}), ("ref", batch.y_ref, {"x_ref": x_ref})):
@@ -99,7 +99,9 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
             with accel.autocast():
                 loss, t = g_loss(fwd, x_real, y_org, y, **guide, **lam, phys=phys, fixed_trg=fixed[tag],
                                  fixed_org=fixed["org"], lambda_extent=lc.lambda_extent,
-                                 add_rows=adding.get(tag), d_style=style_weight[tag] > 0)
+                                 add_rows=adding.get(tag), d_style=style_weight[tag] > 0,
+                                 lambda_code_match=lc.lambda_code_match if tag == "latent" else 0.0,
+                                 code_ref=(x_ref, batch.y_ref, fixed["ref"]))
             _update(state, loss, names, grad_sync)
         terms.update({f"G/{tag}_{k}": v for k, v in t.items()})
 
