@@ -136,7 +136,7 @@ TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
     **{f"residual+mismatch+e-equalized+fixed-cross-dlr4-sm{tag}-latent": (
         f"the style-aware D in the latent phases too, swap weight {w}",
         {**RMEF_CROSS_DLR4, "loss.lambda_style_match": w, "loss.style_match_latent": True})
-       for tag, w in (("03", 0.3), ("01", 0.1))},
+       for tag, w in (("05", 0.5), ("03", 0.3), ("01", 0.1))},
     # Generator equivariance to intensity maps (the first physics ablation's g-equivariance) on
     # today's default: the edit must scale with the exposure, so the style, not the source's
     # contrast, would be left to set how much fluid there is.
