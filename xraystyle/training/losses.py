@@ -49,8 +49,9 @@ class LossConfig:
     style_match_latent: bool = False
     # Code matching (issue #16): in the latent phase, F's codes and E's codes of real references
     # of the same label must be alike as sets (kernel MMD), so that a latent code lies where an
-    # image's code lies and a style-aware D cannot tell latent fakes by their code alone.
-    # Gradients reach F and E. 0 = as published.
+    # image's code lies and a style-aware D cannot tell latent fakes by their code alone. It closes
+    # that gap and leaves the latent pairing's distortion (sixth round). Gradients reach F and E.
+    # 0 = as published.
     lambda_code_match: float = 0.0
     r1_weight: float = 1.0
     r1_interval: int = 1  # lazy R1: every k D steps with weight * k (1 = every step, as published)
