@@ -100,12 +100,17 @@ def _judge(D, x: torch.Tensor, y: torch.Tensor, lambda_cls: float,
     return out, cls_loss(logits, y)
 
 
+def _label_eq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Broadcast label equality: domain indices compare as numbers, finding sets (last dim) must
+    agree on every finding (an unknown, NaN, never agrees)."""
+    return a == b if not a.is_floating_point() else (a == b).all(dim=-1)
+
+
 def same_label_partner(y: torch.Tensor, usable: torch.Tensor | None) -> torch.Tensor:
     """Bool rows whose neighbour (``roll(1)``) has the same label: their styles can be swapped
     to make a mismatched pair. Sets must agree on every finding (an unknown never agrees);
     ``usable`` (if given) must hold for both rows."""
-    other = y.roll(1, 0)
-    same = (y == other) if not y.is_floating_point() else (y == other).all(dim=1)
+    same = _label_eq(y, y.roll(1, 0))
     if usable is not None:
         same = same & usable & usable.roll(1, 0)
     return same
@@ -123,11 +128,8 @@ def mismatched(y_org: torch.Tensor, y_trg: torch.Tensor) -> tuple[torch.Tensor, 
 
 
 def same_label(y_a: torch.Tensor, y_b: torch.Tensor) -> torch.Tensor:
-    """(len(y_a), len(y_b)) bool: the two rows carry the same label (sets: every finding agrees;
-    an unknown never agrees)."""
-    if not y_a.is_floating_point():
-        return y_a[:, None] == y_b[None, :]
-    return (y_a[:, None, :] == y_b[None, :, :]).all(dim=2)
+    """(len(y_a), len(y_b)) bool: the two rows carry the same label."""
+    return _label_eq(y_a[:, None], y_b[None, :])
 
 
 def _varied(fixed: torch.Tensor | None, y: torch.Tensor) -> torch.Tensor:
