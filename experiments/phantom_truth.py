@@ -143,6 +143,24 @@ TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
     "residual+mismatch+e-equalized+fixed-cross-dlr4-eq1": (
         "today's default with generator equivariance (physics.lambda_eq 1)",
         {**RMEF_CROSS_DLR4, "physics.lambda_eq": 1.0}),
+    # Seventh round. Removal: with cross-domain targets G never sees a chest already in its
+    # target domain, and its 'normal' edit is one template for every chest (it darkens every lung
+    # base); the identity term asks G to leave a real image given its own style unchanged.
+    **{f"residual+mismatch+e-equalized+fixed-cross-dlr4-id{tag}": (
+        f"today's default with the identity term (lambda_id {w})", {**RMEF_CROSS_DLR4, "loss.lambda_id": w})
+       for tag, w in (("1", 1.0), ("3", 3.0))},
+    # ... the cycle on removals (it rewards a removal that leaves a trace of the fluid), without
+    # it and without it beside the identity term.
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-cycn0": (
+        "today's default without the cycle on removals (cyc_normal_weight 0)",
+        {**RMEF_CROSS_DLR4, "loss.cyc_normal_weight": 0.0}),
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-cycn0-id1": (
+        "today's default without the cycle on removals, with the identity term (lambda_id 1)",
+        {**RMEF_CROSS_DLR4, "loss.cyc_normal_weight": 0.0, "loss.lambda_id": 1.0}),
+    # ... and whether G's (and E's) width limits removal: twice as wide, D as before.
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-gw16": (
+        "today's default with G and E twice as wide (base_width 16, d_base_width 8)",
+        {**RMEF_CROSS_DLR4, "model.base_width": 16, "model.d_base_width": 8}),
 }
 # Issue #16 item 1, what limits quality: the remedy-free baseline over base width x steps (one
 # seed; ``baseline`` is width 8, 1500 steps). The diversity weight decays over the whole run.

@@ -20,6 +20,17 @@ in the output as a share of the source's (median and IQR over outputs): a remova
 most of the fluid but stays above the oracle's threshold counts as a failure in the share, not
 here.
 
+The removal row is also split by the side the oracle reads on the source (left / right / both;
+``by_source_side``: outputs read without fluid, of how many), and the fluid-free row says what G
+does to a chest that needs no edit (``lung_edit``: mean change of the grey level over the lower
+60 % of the lungs, where the oracle looks for fluid, output minus source, in the model's [-1, 1]
+units; ``abs_edit``: mean |output - source| over the image):
+a removal that is one template for every chest (darken every lung base) shows as a negative
+``lung_edit`` here. ``largest_cleared`` / ``smallest_kept``: the source fluid area (the oracle's,
+side with more fluid) of the largest effusion every style clears and of the smallest none clears:
+when the first is about the second, the verdict is a cut by the effusion's size, as when G takes
+a fixed share of any effusion.
+
 It also asks the run's discriminator (training weights, not EMA) what it sees: the mean logit of
 its ``normal`` and ``effusion`` heads on real normals, real effusions, the effusions' ideal
 removals and the model's removals, and, where D has the domain classifier (``loss.lambda_cls``),
@@ -109,7 +120,7 @@ def main() -> None:
     from experiments.phantom_runs import diagnosis_args, load_phantom_run
     from xraystyle.evaluation.truth import _lung_source
     from xraystyle.models.translate import translate_latent
-    from xraystyle.phantom.attributes import patient_baseline
+    from xraystyle.phantom.attributes import BASAL_FROM, patient_baseline
 
     a = diagnosis_args(__doc__, n_sources=29, n_styles=6)
     results = {}
@@ -129,6 +140,9 @@ def main() -> None:
         for name, items in cases.items():
             k = n = 0
             left = []  # effusion->normal: fluid area left, as a share of the source's
+            sides: dict[str, list[int]] = {}  # effusion->normal: [no fluid, outputs] per source side
+            sizes: list[tuple[float, float]] = []  # effusion->normal: (source's fluid area, share cleared)
+            lung_edit, abs_edit = [], []  # normal->normal: what G does where nothing is to be done
             for j, (row, image) in enumerate(items):
                 x = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None, None].repeat(a.n_styles, 1, 1, 1)
                 yy = y.repeat(a.n_styles, *([1] * (y.ndim - 1)))
@@ -141,20 +155,45 @@ def main() -> None:
                 k += sum(r.valid and r.side == "none" for r in reads)
                 n += len(reads)
                 if name == "effusion->normal":
-                    before = fluid_area(oracle.measure(image, base))
+                    read_src = oracle.measure(image, base)
+                    before = fluid_area(read_src)
                     left += [fluid_area(r) / before for r in reads if before > 0]
+                    tally = sides.setdefault(read_src.side, [0, 0])
+                    tally[0] += sum(r.valid and r.side == "none" for r in reads)
+                    tally[1] += len(reads)
+                    if read_src.side != "none":  # a trace the oracle does not read is no effusion to size
+                        sizes.append((before, float(np.mean([r.valid and r.side == "none" for r in reads]))))
+                if name == "normal->normal":
+                    # the oracle's fluid zone: the lower 60 % of each lung
+                    basal = np.zeros_like(base.lungs["right"])
+                    for side, lung in base.lungs.items():
+                        basal |= lung & (base.geometry[side]["y_rel"] >= BASAL_FROM)
+                    lung_edit += [float((o - image)[basal].mean()) for o in out]
+                    abs_edit += [float(np.abs(o - image).mean()) for o in out]
             res[name] = {"no_fluid": round(k / n, 3), "ci95": wilson(k, n), "n": n, "sources": len(items)}
             if left:
                 # continuous, unlike the thresholded share: how much of the fluid a removal takes
                 res[name]["area_left_median"] = round(float(np.median(left)), 3)
                 res[name]["area_left_iqr"] = [round(float(q), 3) for q in np.percentile(left, [25, 75])]
+            if sides:
+                res[name]["by_source_side"] = {side: f"{kk}/{nn}" for side, (kk, nn) in sorted(sides.items())}
+                # Whether the source's fluid area decides the verdict: the largest source cleared by
+                # every style, the smallest cleared by none (areas: the oracle's, side with more fluid).
+                res[name]["largest_cleared"] = round(max([a for a, c in sizes if c == 1] or [0.0]), 3)
+                res[name]["smallest_kept"] = round(min([a for a, c in sizes if c == 0] or [math.inf]), 3)
+            if lung_edit:
+                res[name]["lung_edit"] = round(float(np.mean(lung_edit)), 4)
+                res[name]["abs_edit"] = round(float(np.mean(abs_edit)), 4)
         res["discriminator"] = d_probe(run, model, cases, renderer)
         results[str(run)] = res
         print(f"\n{run} (step {model.step}, split {split})")
         for name, r in res.items():
             if name != "discriminator":
                 extra = (f"  fluid area left {r['area_left_median']:.2f} (IQR {r['area_left_iqr']})"
-                         if "area_left_median" in r else "")
+                         f"  by source side {r['by_source_side']}  largest source cleared {r['largest_cleared']}"
+                         f"  smallest kept {r['smallest_kept']}" if "area_left_median" in r else "")
+                if "lung_edit" in r:
+                    extra += f"  basal lung edit {r['lung_edit']:+.3f}  |edit| {r['abs_edit']:.3f}"
                 print(f"  {name:24s} {r['no_fluid']:.3f} {r['ci95']}  n={r['n']}{extra}")
         for name, r in res["discriminator"].items():
             print(f"  D on {name:20s} " + "  ".join(f"{k} {v:+.2f}" for k, v in r.items()))

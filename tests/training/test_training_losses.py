@@ -405,3 +405,63 @@ def test_style_projection_only_when_built():
     assert plain["D"].style_proj is None
     with pytest.raises(Exception, match="loss.lambda_style_match"):
         LossConfig(lambda_style_match=-1.0)
+
+
+def test_lambda_id_asks_g_to_leave_an_image_with_its_own_style_unchanged(tiny_cfg):
+    """The term is |G(x, s_org) - x| with s_org E's code of x, or the deterministic normal style on
+    its rows; it is added with its weight, trains G and E (not F's latent path) and is absent at 0."""
+    from xraystyle.models.style import style_code
+
+    torch.manual_seed(0)
+    nets = _nets(tiny_cfg)
+    x = torch.rand(4, 1, 32, 32) * 2 - 1
+    y_org, y_trg = torch.tensor([0, 0, 1, 1]), torch.tensor([1, 1, 0, 0])
+    z = torch.randn(4, tiny_cfg.model.latent_dim), torch.randn(4, tiny_cfg.model.latent_dim)
+    fixed_org = torch.tensor([True, True, False, False])
+    torch.manual_seed(1)
+    base, t0 = g_loss(nets, x, y_org, y_trg, z_trgs=z, fixed_org=fixed_org)
+    torch.manual_seed(1)
+    loss, t = g_loss(nets, x, y_org, y_trg, z_trgs=z, fixed_org=fixed_org, lambda_id=2.0)
+    assert "id" not in t0
+    with torch.no_grad():
+        s_own = style_code(nets, y_org, x_ref=x, fixed=fixed_org)
+        want = (nets["G"](x, s_own) - x).abs().mean()
+        # the normal rows use F(0, normal), not E's code: a different style gives another value
+        other = (nets["G"](x, nets["E"](x, y_org)) - x).abs().mean()
+    assert t["id"].item() == pytest.approx(want.item(), rel=1e-5)
+    assert abs(other.item() - want.item()) > 1e-6
+    assert loss.item() == pytest.approx((base + 2.0 * t["id"]).item(), rel=1e-5)
+    grads = {}
+    for name, value in (("without", base), ("with", loss)):
+        nets.zero_grad(set_to_none=True)
+        value.backward()
+        grads[name] = {n: [p.grad.clone() for p in nets[n].parameters() if p.grad is not None] for n in "GE"}
+    for n in "GE":
+        assert not all(torch.allclose(u, v, atol=1e-7) for u, v in zip(grads["without"][n], grads["with"][n])), n
+    # a generator that returns its input scores 0
+    class Same(nn.Module):
+        def forward(self, x, s):
+            return x
+
+    _, t_same = g_loss({**nets, "G": Same()}, x, y_org, y_trg, z_trgs=z, lambda_id=1.0)
+    assert t_same["id"].item() == 0.0
+    with pytest.raises(Exception, match="loss.lambda_id"):
+        LossConfig(lambda_id=-0.5)
+
+
+def test_cyc_rows_weigh_the_cycle_per_row(tiny_cfg):
+    torch.manual_seed(0)
+    nets = _nets(tiny_cfg)
+    x = torch.rand(4, 1, 32, 32) * 2 - 1
+    y_org, y_trg = torch.tensor([0, 0, 1, 1]), torch.tensor([1, 1, 0, 0])
+    z = torch.randn(4, tiny_cfg.model.latent_dim), torch.randn(4, tiny_cfg.model.latent_dim)
+    cyc = {}
+    for name, rows in (("plain", None), ("ones", torch.ones(4)), ("adds", torch.tensor([1.0, 1, 0, 0])),
+                       ("removals", torch.tensor([0.0, 0, 1, 1]))):
+        torch.manual_seed(1)
+        cyc[name] = g_loss(nets, x, y_org, y_trg, z_trgs=z, cyc_rows=rows)[1]["cyc"].item()
+    assert cyc["ones"] == pytest.approx(cyc["plain"], rel=1e-5)
+    assert cyc["adds"] + cyc["removals"] == pytest.approx(cyc["plain"], rel=1e-5)
+    assert min(cyc["adds"], cyc["removals"]) > 0
+    with pytest.raises(Exception, match="loss.cyc_normal_weight"):
+        LossConfig(cyc_normal_weight=-1.0)

@@ -180,3 +180,38 @@ def test_lambda_code_match_runs_in_the_latent_phase_only(tiny_cfg, fetcher):
         assert "G/latent_code_match" in t and "G/ref_code_match" not in t
         assert torch.isfinite(t["G/latent_code_match"])
     assert "G/latent_code_match" not in run(tiny_cfg, fetcher, 1)[1][0]
+
+
+def test_lambda_id_runs_in_the_latent_phase_only(tiny_cfg, fetcher):
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg.loss.lambda_id = 1.0
+    _, terms = run(cfg, fetcher, 2)
+    for t in terms:
+        assert "G/latent_id" in t and "G/ref_id" not in t
+        assert torch.isfinite(t["G/latent_id"]) and t["G/latent_id"] > 0
+    assert "G/latent_id" not in run(tiny_cfg, fetcher, 1)[1][0]
+
+
+def test_cyc_normal_weight_weighs_the_cycle_of_removals(tiny_cfg, fetcher, monkeypatch):
+    """0 gives the rows translated to normal cycle weight 0 and the others 1; 1 (the published
+    cycle) passes no per-row weights."""
+    import xraystyle.training.step as step_mod
+
+    seen = []
+    real_g_loss = step_mod.g_loss
+
+    def spy(*args, **kw):
+        seen.append((args[3], kw.get("cyc_rows")))  # (y_trg, weights)
+        return real_g_loss(*args, **kw)
+
+    monkeypatch.setattr(step_mod, "g_loss", spy)
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg.loss.cyc_normal_weight = 0.0
+    _, terms = run(cfg, fetcher, 1)
+    assert torch.isfinite(terms[0]["G/latent_cyc"]) and len(seen) == 2
+    normal = cfg.domains.index("normal")
+    for y_trg, w in seen:
+        assert torch.equal(w, (y_trg != normal).float())
+    seen.clear()
+    run(tiny_cfg, fetcher, 1)
+    assert len(seen) == 2 and all(w is None for _, w in seen)

@@ -127,6 +127,8 @@ class RunConfig:
                   f"{combo} must name findings of this run ({', '.join(self.domains)})")
         check(self.loss.lambda_extent == 0 or multi or NORMAL in self.domains, "loss.lambda_extent",
               "needs a 'normal' domain: it compares findings added to normal images")
+        check(self.loss.cyc_normal_weight == 1 or multi or NORMAL in self.domains, "loss.cyc_normal_weight",
+              "needs a 'normal' domain: it weighs the cycle of translations to normal")
         check(self.model.img_size == self.data.preprocess.size, "data.preprocess.size",
               f"must equal model.img_size ({self.model.img_size}), got {self.data.preprocess.size}")
 

@@ -53,12 +53,24 @@ class LossConfig:
     # that gap and leaves the latent pairing's distortion (sixth round). Gradients reach F and E.
     # 0 = as published.
     lambda_code_match: float = 0.0
+    # Identity (issue #16; Taigman et al. 2017, CycleGAN's identity term): a real image given its
+    # own style, G(x, s_org) with s_org = E(x) or the deterministic normal style, must come back
+    # unchanged. Cross-domain targets never show G an image already in its target domain, so
+    # without it the 'normal' edit is free to be one template for every chest (on the phantom it
+    # darkens every lung base and misses the fluid that lies elsewhere). Latent phase, where E is
+    # also updated: E's code of a real image must say what G should leave alone. 0 = as published.
+    lambda_id: float = 0.0
+    # The cycle's weight on rows whose target is normal, relative to lambda_cyc (issue #16). To
+    # come back from a removal G needs the fluid again, and a removal that leaves a trace of it is
+    # the cheapest way to give it: 0 drops the cycle on removals only (adds keep it). 1 = as published.
+    cyc_normal_weight: float = 1.0
     r1_weight: float = 1.0
     r1_interval: int = 1  # lazy R1: every k D steps with weight * k (1 = every step, as published)
 
     def __post_init__(self):
         for key in ("lambda_sty", "lambda_ds", "lambda_cyc", "lambda_cls", "lambda_mismatch",
-                    "lambda_extent", "lambda_style_match", "lambda_code_match", "r1_weight"):
+                    "lambda_extent", "lambda_style_match", "lambda_code_match", "lambda_id", "cyc_normal_weight",
+                    "r1_weight"):
             check(getattr(self, key) >= 0, f"loss.{key}", "must be >= 0")
         check(self.ds_decay_iters >= 1, "loss.ds_decay_iters", "must be >= 1")
         check(self.r1_interval >= 1, "loss.r1_interval", "must be >= 1")
@@ -287,6 +299,7 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
            fixed_org: torch.Tensor | None = None, lambda_extent: float = 0.0,
            add_rows: torch.Tensor | None = None, d_style: bool = False, lambda_code_match: float = 0.0,
            code_ref: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None,
+           lambda_id: float = 0.0, cyc_rows: torch.Tensor | None = None,
            ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Generator loss: adversarial + style reconstruction - diversity sensitivity + cycle,
     plus the physics terms of ``phys`` (style-encoder invariance, generator equivariance),
@@ -294,7 +307,9 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
     extent consistency over ``add_rows``, the rows that add a finding to a normal source. With
     ``d_style`` the fake is judged together with its style (style-aware D). With
     ``lambda_code_match`` the latent codes must be distributed like E's codes of the real
-    references ``code_ref = (x_ref, y_ref, fixed_ref)`` (latent phase)."""
+    references ``code_ref = (x_ref, y_ref, fixed_ref)`` (latent phase). With ``lambda_id`` a real
+    image translated with its own style must come back unchanged (identity). ``cyc_rows`` (B,)
+    weighs the cycle per row (None: every row 1, the plain mean)."""
     z_trg, z_trg2 = z_trgs if z_trgs is not None else (None, None)
     x_ref, x_ref2 = x_refs if x_refs is not None else (None, None)
     E, G = nets["E"], nets["G"]
@@ -318,10 +333,17 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
     # Cycle consistency: back to the source domain with the source's own style.
     s_org = style_code(nets, y_org, x_ref=_through(phys, "e", x_real), fixed=fixed_org)
     x_rec = G(x_fake, s_org)
-    loss_cyc = (x_rec.float() - x_real.float()).abs().mean()
+    if cyc_rows is None:
+        loss_cyc = (x_rec.float() - x_real.float()).abs().mean()
+    else:
+        loss_cyc = ((x_rec.float() - x_real.float()).abs().flatten(1).mean(1) * cyc_rows).mean()
 
     loss = loss_adv + lambda_sty * loss_sty - lambda_ds * loss_ds + lambda_cyc * loss_cyc
     terms = {"adv": loss_adv, "sty": loss_sty, "ds": loss_ds, "cyc": loss_cyc}
+    if lambda_id > 0:
+        loss_id = (G(x_real, s_org).float() - x_real.float()).abs().mean()
+        loss = loss + lambda_id * loss_id
+        terms["id"] = loss_id
     if lambda_extent > 0 and add_rows is not None:
         # Each adding row's style also goes to another normal source of the batch; the two edits
         # must be the same size. Every row is computed (no data-dependent shapes); others weigh 0.

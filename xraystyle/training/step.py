@@ -73,6 +73,11 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
         normal_org = labels.normal_rows(y_org)
         adding = {tag: normal_org & ~labels.normal_rows(y) for tag, y in (("latent", y_trg), ("ref", batch.y_ref))}
 
+    cyc_rows = {}  # the cycle's per-row weight, where removals weigh other than adds
+    if lc.cyc_normal_weight != 1.0:
+        cyc_rows = {tag: torch.where(cfg.labels.normal_rows(y), lc.cyc_normal_weight, 1.0)
+                    for tag, y in (("latent", y_trg), ("ref", batch.y_ref))}
+
     # Discriminator: once with a latent-guided fake, once with a reference-guided fake. The
     # style-aware terms (loss.lambda_style_match) pair images with E's codes, so by default they
     # run in the reference phases only: a latent code F(z) is no image's code, and pairing latent
@@ -101,7 +106,9 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
                                  fixed_org=fixed["org"], lambda_extent=lc.lambda_extent,
                                  add_rows=adding.get(tag), d_style=style_weight[tag] > 0,
                                  lambda_code_match=lc.lambda_code_match if tag == "latent" else 0.0,
-                                 code_ref=(x_ref, batch.y_ref, fixed["ref"]))
+                                 code_ref=(x_ref, batch.y_ref, fixed["ref"]),
+                                 lambda_id=lc.lambda_id if tag == "latent" else 0.0,
+                                 cyc_rows=cyc_rows.get(tag))
             _update(state, loss, names, grad_sync)
         terms.update({f"G/{tag}_{k}": v for k, v in t.items()})
 
