@@ -42,6 +42,14 @@ def _nets(tiny_cfg):
     return build_networks(tiny_cfg.model, 2)
 
 
+def _four_rows(tiny_cfg, y_org, y_trg):
+    """Networks, four images in [-1, 1], their labels and two latent codes per row."""
+    nets = _nets(tiny_cfg)
+    x = torch.rand(4, 1, 32, 32) * 2 - 1
+    z = torch.randn(4, tiny_cfg.model.latent_dim), torch.randn(4, tiny_cfg.model.latent_dim)
+    return nets, x, torch.tensor(y_org), torch.tensor(y_trg), z
+
+
 def test_d_loss_terms_and_gradient_only_to_d(tiny_cfg):
     nets = _nets(tiny_cfg)
     x = torch.randn(2, 1, 32, 32)
@@ -229,11 +237,7 @@ def test_lambda_extent_compares_one_style_on_two_normal_sources(tiny_cfg):
     over rows that add a finding; it reaches G's weights, and without adding rows it is 0."""
     from xraystyle.training.losses import extent
 
-    torch.manual_seed(0)
-    nets = _nets(tiny_cfg)
-    x = torch.rand(4, 1, 32, 32) * 2 - 1
-    y_org, y_trg = torch.tensor([0, 0, 1, 0]), torch.tensor([1, 1, 0, 1])
-    z = torch.randn(4, tiny_cfg.model.latent_dim), torch.randn(4, tiny_cfg.model.latent_dim)
+    nets, x, y_org, y_trg, z = _four_rows(tiny_cfg, [0, 0, 1, 0], [1, 1, 0, 1])
     adding = torch.tensor([True, True, False, True])
     torch.manual_seed(1)
     base, t0 = g_loss(nets, x, y_org, y_trg, z_trgs=z)
@@ -412,11 +416,7 @@ def test_lambda_id_asks_g_to_leave_an_image_with_its_own_style_unchanged(tiny_cf
     its rows; it is added with its weight, trains G and E (not F's latent path) and is absent at 0."""
     from xraystyle.models.style import style_code
 
-    torch.manual_seed(0)
-    nets = _nets(tiny_cfg)
-    x = torch.rand(4, 1, 32, 32) * 2 - 1
-    y_org, y_trg = torch.tensor([0, 0, 1, 1]), torch.tensor([1, 1, 0, 0])
-    z = torch.randn(4, tiny_cfg.model.latent_dim), torch.randn(4, tiny_cfg.model.latent_dim)
+    nets, x, y_org, y_trg, z = _four_rows(tiny_cfg, [0, 0, 1, 1], [1, 1, 0, 0])
     fixed_org = torch.tensor([True, True, False, False])
     torch.manual_seed(1)
     base, t0 = g_loss(nets, x, y_org, y_trg, z_trgs=z, fixed_org=fixed_org)
@@ -450,11 +450,7 @@ def test_lambda_id_asks_g_to_leave_an_image_with_its_own_style_unchanged(tiny_cf
 
 
 def test_cyc_rows_weigh_the_cycle_per_row(tiny_cfg):
-    torch.manual_seed(0)
-    nets = _nets(tiny_cfg)
-    x = torch.rand(4, 1, 32, 32) * 2 - 1
-    y_org, y_trg = torch.tensor([0, 0, 1, 1]), torch.tensor([1, 1, 0, 0])
-    z = torch.randn(4, tiny_cfg.model.latent_dim), torch.randn(4, tiny_cfg.model.latent_dim)
+    nets, x, y_org, y_trg, z = _four_rows(tiny_cfg, [0, 0, 1, 1], [1, 1, 0, 0])
     cyc = {}
     for name, rows in (("plain", None), ("ones", torch.ones(4)), ("adds", torch.tensor([1.0, 1, 0, 0])),
                        ("removals", torch.tensor([0.0, 0, 1, 1]))):

@@ -172,24 +172,15 @@ def test_lambda_style_match_builds_a_style_aware_d_and_logs_its_term(tiny_cfg, f
     assert {"D/latent_style_match", "D/ref_style_match"} <= set(terms[0])
 
 
-def test_lambda_code_match_runs_in_the_latent_phase_only(tiny_cfg, fetcher):
+@pytest.mark.parametrize("key,term", [("lambda_code_match", "code_match"), ("lambda_id", "id")])
+def test_latent_phase_only_terms(tiny_cfg, fetcher, key, term):
     cfg = copy.deepcopy(tiny_cfg)
-    cfg.loss.lambda_code_match = 1.0
+    setattr(cfg.loss, key, 1.0)
     _, terms = run(cfg, fetcher, 2)
     for t in terms:
-        assert "G/latent_code_match" in t and "G/ref_code_match" not in t
-        assert torch.isfinite(t["G/latent_code_match"])
-    assert "G/latent_code_match" not in run(tiny_cfg, fetcher, 1)[1][0]
-
-
-def test_lambda_id_runs_in_the_latent_phase_only(tiny_cfg, fetcher):
-    cfg = copy.deepcopy(tiny_cfg)
-    cfg.loss.lambda_id = 1.0
-    _, terms = run(cfg, fetcher, 2)
-    for t in terms:
-        assert "G/latent_id" in t and "G/ref_id" not in t
-        assert torch.isfinite(t["G/latent_id"]) and t["G/latent_id"] > 0
-    assert "G/latent_id" not in run(tiny_cfg, fetcher, 1)[1][0]
+        assert f"G/latent_{term}" in t and f"G/ref_{term}" not in t
+        assert torch.isfinite(t[f"G/latent_{term}"])
+    assert f"G/latent_{term}" not in run(tiny_cfg, fetcher, 1)[1][0]
 
 
 def test_cyc_normal_weight_weighs_the_cycle_of_removals(tiny_cfg, fetcher, monkeypatch):
