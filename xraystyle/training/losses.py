@@ -55,14 +55,15 @@ class LossConfig:
     lambda_code_match: float = 0.0
     # Identity (issue #16; Taigman et al. 2017, CycleGAN's identity term): a real image given its
     # own style, G(x, s_org) with s_org = E(x) or the deterministic normal style, must come back
-    # unchanged. Cross-domain targets never show G an image already in its target domain, so
-    # without it the 'normal' edit is free to be one template for every chest (on the phantom it
-    # darkens every lung base and misses the fluid that lies elsewhere). Latent phase, where E is
-    # also updated: E's code of a real image must say what G should leave alone. 0 = as published.
+    # unchanged. Cross-domain targets never show G an image already in its target domain, and on
+    # the phantom its 'normal' edit darkens the lung bases of fluid-free chests too; the term
+    # shrinks that edit and G then removes less (seventh round). Latent phase, where E is also
+    # updated. 0 = as published.
     lambda_id: float = 0.0
-    # The cycle's weight on rows whose target is normal, relative to lambda_cyc (issue #16). To
-    # come back from a removal G needs the fluid again, and a removal that leaves a trace of it is
-    # the cheapest way to give it: 0 drops the cycle on removals only (adds keep it). 1 = as published.
+    # The cycle's weight on rows whose target is normal, relative to lambda_cyc (issue #16): to
+    # come back from a removal G needs the fluid again, so the cycle may reward a removal that
+    # leaves a trace; 0 drops it on removals only (adds keep it). On the phantom removals are no
+    # more complete without it (seventh round). 1 = as published (no per-row weights).
     cyc_normal_weight: float = 1.0
     r1_weight: float = 1.0
     r1_interval: int = 1  # lazy R1: every k D steps with weight * k (1 = every step, as published)
