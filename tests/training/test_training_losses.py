@@ -461,3 +461,10 @@ def test_cyc_rows_weigh_the_cycle_per_row(tiny_cfg):
     assert min(cyc["adds"], cyc["removals"]) > 0
     with pytest.raises(Exception, match="loss.cyc_normal_weight"):
         LossConfig(cyc_normal_weight=-1.0)
+    from xraystyle.config import from_dict
+    from xraystyle.errors import ConfigError
+    from xraystyle.training.config import RunConfig
+
+    with pytest.raises(ConfigError, match="loss.cyc_normal_weight"):
+        from_dict(RunConfig, {"domains": ["effusion", "nodule"], "loss": {"cyc_normal_weight": 0.0}})
+    assert from_dict(RunConfig, {"domains": ["effusion", "nodule"]}).loss.cyc_normal_weight == 1.0
