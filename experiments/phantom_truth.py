@@ -144,13 +144,14 @@ TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
         "today's default with generator equivariance (physics.lambda_eq 1)",
         {**RMEF_CROSS_DLR4, "physics.lambda_eq": 1.0}),
     # Seventh round. Removal: with cross-domain targets G never sees a chest already in its
-    # target domain, and its 'normal' edit is one template for every chest (it darkens every lung
-    # base); the identity term asks G to leave a real image given its own style unchanged.
+    # target domain, and its 'normal' edit is partly one template for every chest (it darkens the
+    # lung bases of fluid-free chests too); the identity term asks G to leave a real image given
+    # its own style unchanged.
     **{f"residual+mismatch+e-equalized+fixed-cross-dlr4-id{tag}": (
         f"today's default with the identity term (lambda_id {w})", {**RMEF_CROSS_DLR4, "loss.lambda_id": w})
        for tag, w in (("1", 1.0), ("3", 3.0))},
-    # ... the cycle on removals (it rewards a removal that leaves a trace of the fluid), without
-    # it and without it beside the identity term.
+    # ... the cycle on removals (it may reward a removal that leaves a trace of the fluid),
+    # dropped, alone and beside the identity term.
     "residual+mismatch+e-equalized+fixed-cross-dlr4-cycn0": (
         "today's default without the cycle on removals (cyc_normal_weight 0)",
         {**RMEF_CROSS_DLR4, "loss.cyc_normal_weight": 0.0}),

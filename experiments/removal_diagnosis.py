@@ -152,17 +152,18 @@ def main() -> None:
                     out = translate_latent(model.nets, x, yy, z, model.fixed(yy))[:, 0].numpy()
                 base = patient_baseline(row.seed, size, row.physics, lung_source=_lung_source(row))
                 reads = [oracle.measure(o, base) for o in out]
-                k += sum(r.valid and r.side == "none" for r in reads)
+                cleared = [r.valid and r.side == "none" for r in reads]
+                k += sum(cleared)
                 n += len(reads)
                 if name == "effusion->normal":
                     read_src = oracle.measure(image, base)
                     before = fluid_area(read_src)
                     left += [fluid_area(r) / before for r in reads if before > 0]
                     tally = sides.setdefault(read_src.side, [0, 0])
-                    tally[0] += sum(r.valid and r.side == "none" for r in reads)
+                    tally[0] += sum(cleared)
                     tally[1] += len(reads)
                     if read_src.side != "none":  # a trace the oracle does not read is no effusion to size
-                        sizes.append((before, float(np.mean([r.valid and r.side == "none" for r in reads]))))
+                        sizes.append((before, float(np.mean(cleared))))
                 if name == "normal->normal":
                     # the oracle's fluid zone: the lower 60 % of each lung
                     basal = np.zeros_like(base.lungs["right"])

@@ -413,7 +413,7 @@ def test_style_projection_only_when_built():
 
 def test_lambda_id_asks_g_to_leave_an_image_with_its_own_style_unchanged(tiny_cfg):
     """The term is |G(x, s_org) - x| with s_org E's code of x, or the deterministic normal style on
-    its rows; it is added with its weight, trains G and E (not F's latent path) and is absent at 0."""
+    its rows; it is added with its weight, changes G's and E's gradients and is absent at 0."""
     from xraystyle.models.style import style_code
 
     nets, x, y_org, y_trg, z = _four_rows(tiny_cfg, [0, 0, 1, 1], [1, 1, 0, 0])

@@ -180,6 +180,8 @@ def test_latent_phase_only_terms(tiny_cfg, fetcher, key, term):
     for t in terms:
         assert f"G/latent_{term}" in t and f"G/ref_{term}" not in t
         assert torch.isfinite(t[f"G/latent_{term}"])
+        if term == "id":  # an untrained G already edits its source
+            assert t["G/latent_id"] > 0
     assert f"G/latent_{term}" not in run(tiny_cfg, fetcher, 1)[1][0]
 
 
