@@ -21,4 +21,5 @@ class Stream(IntEnum):
     FID_FLOOR = 13  # the two disjoint real draws of FID's real-vs-real floor (evaluation/runner.py)
     TRUTH = 15  # sources' order and the baselines' draws of the truth benchmark (evaluation/truth.py)
     STYLE_PROBE = 16  # bootstrap, permutations and noise codes of the style probes (evaluation/style_probe.py)
+    STEP_CYCLE_NOISE = 17  # noise on the fake before the cycle's second pass (training/step.py)
     SAMPLE_GRID = 2**31 - 1  # sources and references of the training sample grids (training/trainer.py)

@@ -126,3 +126,35 @@ def test_d_base_width_widens_the_discriminator_only():
         tiny(d_base_width=2)
     with pytest.raises(ConfigError, match="max_width"):
         tiny(d_base_width=128)
+
+
+@pytest.mark.parametrize("conditioning,y", [("single", torch.tensor([0, 1])),
+                                            ("set-additive", torch.tensor([[1.0, float("nan")], [0.0, 1.0]]))])
+def test_d_patch_scores_the_image_and_every_cell(conditioning, y):
+    """model.d_patch: D's output is [image logit, one logit per cell of the g x g feature map];
+    column 0 is the patch-free D's logit, and cell (i, j) is the conditioned head applied to the
+    map's features at (i, j), row-major."""
+    cfg = tiny(d_patch=8, conditioning=conditioning)
+    D = build_networks(cfg, 2)["D"].eval()
+    x = torch.randn(2, 1, 32, 32)
+    out = D(x, y)
+    assert out.shape == (2, 1 + 8 * 8)
+    assert torch.allclose(out[:, 0], D.head(D.trunk(x), y).squeeze(1), atol=1e-6)
+    fmap = x
+    for layer in list(D.trunk)[:1 + D.patch_blocks]:  # input conv, then the down-sampling blocks
+        fmap = layer(fmap)
+    assert fmap.shape[-2:] == (8, 8)
+    i, j = 5, 2
+    cell = D.patch.head(torch.nn.functional.leaky_relu(fmap[:, :, i, j], 0.2), y).squeeze(1)
+    assert torch.allclose(out[:, 1 + i * 8 + j], cell, atol=1e-6)
+    # the classifier and the style projection still act on the image logit's features
+    both = build_networks(cfg, 2, d_classify=True, d_style=True)["D"]
+    logit, cls = both(x, y, classify=True, s=torch.randn(2, cfg.style_dim))
+    assert logit.shape == (2, 65) and cls.shape == (2, 2)
+    assert build_networks(tiny(), 2)["D"].patch is None
+
+
+@pytest.mark.parametrize("bad", [2, 6, 32, 64])
+def test_d_patch_is_validated(bad):
+    with pytest.raises(ConfigError, match="model.d_patch"):
+        tiny(d_patch=bad)

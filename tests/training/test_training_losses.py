@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from xraystyle.models.networks import build_networks
-from xraystyle.training.losses import LossConfig, adv_loss, d_loss, g_loss, lambda_ds_at, r1_penalty
+from xraystyle.training.losses import LossConfig, adv_loss, d_loss, g_loss, lambda_ds_at, per_image, r1_penalty
 
 
 def test_lambda_ds_decays_linearly_without_mutation():
@@ -20,6 +20,41 @@ def test_adv_loss_is_non_saturating_bce():
     assert adv_loss(logits, 1.0).item() == pytest.approx(
         (torch.nn.functional.softplus(-logits)).mean().item())
     assert adv_loss(logits, 0.0).item() == pytest.approx(torch.nn.functional.softplus(logits).mean().item())
+
+
+def test_adv_loss_weighs_the_image_logit_and_the_mean_cell_half_each():
+    """A patch D's output [B, 1 + cells]: per image, half the image logit's BCE and half the
+    mean of the cells' (model.d_patch)."""
+    logits = torch.tensor([[0.5, -1.0, 2.0, 0.0], [-3.0, 1.0, 1.0, 1.0]])
+    sp = torch.nn.functional.softplus
+    want = (0.5 * (sp(-logits[:, 0]) + sp(-logits[:, 1:]).mean(1))).mean()
+    assert adv_loss(logits, 1.0).item() == pytest.approx(want.item(), rel=1e-6)
+    assert torch.equal(per_image(logits[:, 0]), logits[:, 0])
+    assert torch.allclose(per_image(logits), torch.tensor([0.5 * (0.5 + 1 / 3), 0.5 * (-3.0 + 1.0)]))
+
+
+def test_d_loss_with_a_patch_head_scores_every_cell_and_regularises_the_per_image_logit(tiny_cfg):
+    import copy
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg.model.d_patch = 8
+    torch.manual_seed(0)
+    nets = build_networks(cfg.model, 2)
+    x = torch.randn(4, 1, 32, 32)
+    y_org, y_trg = torch.tensor([0, 1, 0, 1]), torch.tensor([1, 1, 0, 0])
+    z = torch.randn(4, cfg.model.latent_dim)
+    loss, t = d_loss(nets, x, y_org, y_trg, z_trg=z, r1_weight=1.0, lambda_mismatch=1.0)
+    x_in = x.clone().requires_grad_(True)
+    out = nets["D"](x_in, y_org)
+    assert out.shape == (4, 65)
+    assert t["real"].item() == pytest.approx(adv_loss(out, 1.0).item(), rel=1e-5)
+    assert t["r1"].item() == pytest.approx(r1_penalty(per_image(out), x_in).item(), rel=1e-4)
+    with torch.no_grad():
+        wrong = nets["D"](x[[0, 3]], y_trg[[0, 3]])
+    assert t["mismatch"].item() == pytest.approx(adv_loss(wrong, 0.0).item(), rel=1e-5)
+    loss.backward()
+    assert nets["D"].patch.head.layers[0].weight.grad.abs().sum() > 0
+    _, tg = g_loss(nets, x, y_org, y_trg, z_trgs=(z, torch.randn(4, cfg.model.latent_dim)))
+    assert torch.isfinite(tg["adv"])
 
 
 def test_r1_matches_analytic_gradient():
@@ -468,3 +503,26 @@ def test_cyc_rows_weigh_the_cycle_per_row(tiny_cfg):
     with pytest.raises(ConfigError, match="loss.cyc_normal_weight"):
         from_dict(RunConfig, {"domains": ["effusion", "nodule"], "loss": {"cyc_normal_weight": 0.0}})
     assert from_dict(RunConfig, {"domains": ["effusion", "nodule"]}).loss.cyc_normal_weight == 1.0
+
+
+def test_cyc_noise_is_added_to_the_fake_before_the_cycles_second_pass(tiny_cfg):
+    """The cycle term with noise n is |G(x_fake + n, s_org) - x_real|; zero noise is the plain
+    cycle; the fake's own path (the adversarial term) does not see the noise."""
+    nets, x, y_org, y_trg, z = _four_rows(tiny_cfg, [0, 0, 1, 1], [1, 1, 0, 0])
+    noise = 0.5 * torch.randn(x.shape, generator=torch.Generator().manual_seed(3))
+    out = {}
+    for name, n in (("plain", None), ("zero", torch.zeros_like(x)), ("noisy", noise)):
+        torch.manual_seed(1)
+        out[name] = g_loss(nets, x, y_org, y_trg, z_trgs=z, cyc_noise=n)[1]
+    assert out["zero"]["cyc"].item() == out["plain"]["cyc"].item()
+    assert out["noisy"]["adv"].item() == out["plain"]["adv"].item()
+    torch.manual_seed(1)
+    s_trg = nets["F"](z[0], y_trg)
+    with torch.no_grad():
+        x_fake = nets["G"](x, s_trg)
+        s_org = nets["E"](x, y_org)
+        want = (nets["G"](x_fake + noise, s_org) - x).abs().mean()
+    assert out["noisy"]["cyc"].item() == pytest.approx(want.item(), rel=1e-5)
+    assert out["noisy"]["cyc"].item() != pytest.approx(out["plain"]["cyc"].item(), rel=1e-3)
+    with pytest.raises(Exception, match="loss.cyc_noise"):
+        LossConfig(cyc_noise=-0.1)

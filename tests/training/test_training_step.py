@@ -208,3 +208,40 @@ def test_cyc_normal_weight_weighs_the_cycle_of_removals(tiny_cfg, fetcher, monke
     seen.clear()
     run(tiny_cfg, fetcher, 1)
     assert len(seen) == 2 and all(w is None for _, w in seen)
+
+
+def test_d_patch_head_is_trained_by_the_step(tiny_cfg, fetcher):
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg.model.d_patch = 8
+    accel = make_accel("reference", torch.device("cpu"))
+    state = build_state(cfg, accel, seed=0)
+    before = flat(state.nets["D"].patch).clone()
+    _, terms = run(cfg, fetcher, 2, state)
+    assert not torch.equal(before, flat(state.nets["D"].patch))
+    assert all(torch.isfinite(v) for t in terms for v in t.values())
+
+
+def test_cyc_noise_is_drawn_per_step_from_the_runs_seed(tiny_cfg, fetcher, monkeypatch):
+    """loss.cyc_noise: each G phase gets noise of that sd, the same for the same (seed, step), a
+    new draw at the next step; 0 passes none."""
+    import xraystyle.training.step as step_mod
+
+    seen = []
+    real_g_loss = step_mod.g_loss
+
+    def spy(*args, **kw):
+        seen.append(kw.get("cyc_noise"))
+        return real_g_loss(*args, **kw)
+
+    monkeypatch.setattr(step_mod, "g_loss", spy)
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg.loss.cyc_noise = 0.1
+    _, terms = run(cfg, fetcher, 2)
+    assert len(seen) == 4 and all(torch.isfinite(t["G/latent_cyc"]) for t in terms)
+    run(cfg, fetcher, 1)  # a fresh run: step 0 again
+    assert torch.equal(seen[0], seen[4])  # same seed and step: the same draw
+    assert not torch.equal(seen[0], seen[1]) and not torch.equal(seen[0], seen[2])
+    assert seen[0].std().item() == pytest.approx(0.1, rel=0.1)
+    seen.clear()
+    run(tiny_cfg, fetcher, 1)
+    assert seen == [None, None]

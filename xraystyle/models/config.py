@@ -35,6 +35,12 @@ class ModelConfig:
     generator_output: str = "image"
     # D's first width (None: base_width): a wider discriminator alone, G and E unchanged.
     d_base_width: int | None = None
+    # D's patch head (PatchGAN, Isola et al. 2017): besides its one logit per image, D scores each
+    # cell of its feature map at this grid size (e.g. 8: 8 x 8 cells) with the same domain
+    # conditioning, and the adversarial loss weighs the image logit and the mean cell half each,
+    # so that a remnant of a finding in one region is judged where it is. On the phantom the cells
+    # settle at a constant and removal is unchanged (issue #16, eighth round). 0 = as published.
+    d_patch: int = 0
 
     def __post_init__(self):
         check(64 <= self.img_size <= 1024 or self.img_size == 32, "model.img_size",
@@ -58,6 +64,9 @@ class ModelConfig:
         check(self.style_input in ("image", "equalized"), "model.style_input", "must be image or equalized")
         check(self.generator_output in ("image", "residual"), "model.generator_output",
               "must be image or residual")
+        check(self.d_patch == 0 or (self.d_patch & (self.d_patch - 1) == 0 and 4 <= self.d_patch <= self.img_size // 2),
+              "model.d_patch", f"must be 0 or a power of two from 4 to {self.img_size // 2} (img_size / 2), "
+              f"got {self.d_patch}")
 
     @property
     def width(self) -> int:

@@ -169,6 +169,32 @@ class _Trunk(nn.Sequential):
         layers += [_act(), nn.Conv2d(widths[-1], widths[-1], 4, 1, 0), _act(), nn.Flatten()]
         super().__init__(*layers)
         self.out_features = widths[-1]
+        self.widths = widths  # widths[i]: channels of the map after i down-sampling blocks
+
+    def forward_with_map(self, x: torch.Tensor, blocks: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(features, map)``: the trunk's output and its feature map after ``blocks``
+        down-sampling blocks (img_size / 2**blocks on a side), from one pass."""
+        fmap = x
+        for i, layer in enumerate(self):
+            x = layer(x)
+            if i == blocks:  # layer 0 is the input conv, layer i the i-th block
+                fmap = x
+        return x, fmap
+
+
+class _PatchHead(nn.Module):
+    """One real/fake logit per cell of a feature map, conditioned like D's image head (the same
+    head kind applied at every cell, a 1x1 conv per domain)."""
+
+    def __init__(self, cfg: ModelConfig, num_conditions: int, channels: int):
+        super().__init__()
+        self.act = _act()
+        self.head = make_head(cfg.conditioning, num_conditions, channels, 1)
+
+    def forward(self, fmap: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = fmap.shape
+        cells = self.act(fmap).permute(0, 2, 3, 1).reshape(b * h * w, c)
+        return self.head(cells, y.repeat_interleave(h * w, dim=0)).view(b, h * w)
 
 
 class StyleEncoder(nn.Module):
@@ -195,7 +221,10 @@ class Discriminator(nn.Module):
     With ``style_dim`` > 0 it also judges an image together with a style code: ``D(x, y, s=s)``
     adds the projection ``<W h, s> / sqrt(style_dim)`` of the trunk's features onto the style
     (the projection discriminator, Miyato & Koyama 2018, conditioned on the style instead of a
-    class), so it can score whether an image shows what its style says."""
+    class), so it can score whether an image shows what its style says.
+    With ``model.d_patch`` the real/fake output is ``[B, 1 + cells]``: column 0 the image logit
+    (with the style projection, if any), then one logit per cell of the patch head
+    (``losses.per_image`` weighs them)."""
 
     def __init__(self, cfg: ModelConfig, num_conditions: int, classify: bool = False, style_dim: int = 0):
         super().__init__()
@@ -203,14 +232,21 @@ class Discriminator(nn.Module):
         self.head = make_head(cfg.conditioning, num_conditions, self.trunk.out_features, 1)
         self.cls = nn.Linear(self.trunk.out_features, num_conditions) if classify else None
         self.style_proj = nn.Linear(self.trunk.out_features, style_dim, bias=False) if style_dim else None
+        self.patch_blocks = int(math.log2(cfg.img_size // cfg.d_patch)) if cfg.d_patch else 0
+        self.patch = _PatchHead(cfg, num_conditions, self.trunk.widths[self.patch_blocks]) if cfg.d_patch else None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, classify: bool = False, s: torch.Tensor | None = None):
-        h = self.trunk(x)
+        if self.patch is None:
+            h = self.trunk(x)
+        else:
+            h, fmap = self.trunk.forward_with_map(x, self.patch_blocks)
         out = self.head(h, y).squeeze(1)
         if s is not None:
             if self.style_proj is None:
                 raise RuntimeError("this discriminator was built without a style projection")
             out = out + (self.style_proj(h) * s).sum(1) / math.sqrt(s.shape[1])
+        if self.patch is not None:
+            out = torch.cat([out[:, None], self.patch(fmap, y)], dim=1)
         if not classify:
             return out
         if self.cls is None:

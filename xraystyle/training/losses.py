@@ -65,13 +65,19 @@ class LossConfig:
     # leaves a trace; 0 drops it on removals only (adds keep it). On the phantom removals are no
     # more complete without it (seventh round). 1 = as published (no per-row weights).
     cyc_normal_weight: float = 1.0
+    # Gaussian noise (sd, in the images' [-1, 1] units) added to the fake before the cycle's second
+    # pass (issue #16): a cycle can be met by hiding the source in faint patterns of the fake
+    # (Chu et al. 2017, "CycleGAN, a master of steganography"); under noise G must infer what it
+    # restores from what is visible, e.g. the lung base an added effusion hid. On the phantom
+    # removal is unchanged, with or without the cycle of removals (eighth round). 0 = as published.
+    cyc_noise: float = 0.0
     r1_weight: float = 1.0
     r1_interval: int = 1  # lazy R1: every k D steps with weight * k (1 = every step, as published)
 
     def __post_init__(self):
         for key in ("lambda_sty", "lambda_ds", "lambda_cyc", "lambda_cls", "lambda_mismatch",
                     "lambda_extent", "lambda_style_match", "lambda_code_match", "lambda_id", "cyc_normal_weight",
-                    "r1_weight"):
+                    "cyc_noise", "r1_weight"):
             check(getattr(self, key) >= 0, f"loss.{key}", "must be >= 0")
         check(self.ds_decay_iters >= 1, "loss.ds_decay_iters", "must be >= 1")
         check(self.r1_interval >= 1, "loss.r1_interval", "must be >= 1")
@@ -85,9 +91,21 @@ def lambda_ds_at(cfg: LossConfig, step: int) -> float:
     return cfg.lambda_ds * max(0.0, 1.0 - step / cfg.ds_decay_iters)
 
 
+def per_image(t: torch.Tensor) -> torch.Tensor:
+    """One value per image from D's real/fake output (or a per-logit loss of it): ``[B]`` as is;
+    ``[B, 1 + cells]`` (a patch head, ``model.d_patch``) half the image column, half the mean cell."""
+    return t if t.dim() == 1 else 0.5 * (t[:, 0] + t[:, 1:].mean(1))
+
+
+def adv_bce(logits: torch.Tensor, target: float) -> torch.Tensor:
+    """Per-image BCE of D's real/fake output against an all-``target`` label."""
+    logits = logits.float()
+    return per_image(nnf.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target), reduction="none"))
+
+
 def adv_loss(logits: torch.Tensor, target: float) -> torch.Tensor:
     """Non-saturating adversarial loss: BCE of the logits against an all-``target`` label."""
-    return nnf.binary_cross_entropy_with_logits(logits.float(), torch.full_like(logits.float(), target))
+    return adv_bce(logits, target).mean()
 
 
 def cls_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -258,7 +276,7 @@ def d_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
             s_real = style_code(nets, y_org, x_ref=_through(phys, "e", x_real), fixed=fixed_org)
     with fp32:
         out_real, loss_cls = _judge(D_real, x_in, y_org, lambda_cls, s_real)
-        loss_reg = r1_penalty(out_real, x_in) if use_r1 else out_real.new_zeros(())
+        loss_reg = r1_penalty(per_image(out_real), x_in) if use_r1 else out_real.new_zeros(())
     loss_real = adv_loss(out_real, 1.0)
 
     with torch.no_grad():
@@ -275,8 +293,7 @@ def d_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
     if lambda_mismatch > 0:
         # Every row is scored (no data-dependent shapes); rows without a wrong label weigh 0.
         y_wrong, rows = mismatched(y_org, y_trg)
-        out_wrong = nets["D"](x_in.detach(), y_wrong).float()
-        per_row = nnf.binary_cross_entropy_with_logits(out_wrong, torch.zeros_like(out_wrong), reduction="none")
+        per_row = adv_bce(nets["D"](x_in.detach(), y_wrong), 0.0)
         loss_mis = (per_row * rows).sum() / rows.sum().clamp(min=1)
         loss = loss + lambda_mismatch * loss_mis
         terms["mismatch"] = loss_mis
@@ -284,8 +301,7 @@ def d_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
         # The pair (real image, another real image's style of the same label) is fake. Rows with
         # the one deterministic normal style have nothing to swap and weigh 0.
         rows = same_label_partner(y_org, None if fixed_org is None else ~fixed_org)
-        out_swap = nets["D"](x_in.detach(), y_org, s=s_real.roll(1, 0)).float()
-        per_row = nnf.binary_cross_entropy_with_logits(out_swap, torch.zeros_like(out_swap), reduction="none")
+        per_row = adv_bce(nets["D"](x_in.detach(), y_org, s=s_real.roll(1, 0)), 0.0)
         loss_swap = (per_row * rows).sum() / rows.sum().clamp(min=1)
         loss = loss + lambda_style_match * loss_swap
         terms["style_match"] = loss_swap
@@ -301,6 +317,7 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
            add_rows: torch.Tensor | None = None, d_style: bool = False, lambda_code_match: float = 0.0,
            code_ref: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None,
            lambda_id: float = 0.0, cyc_rows: torch.Tensor | None = None,
+           cyc_noise: torch.Tensor | None = None,
            ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Generator loss: adversarial + style reconstruction - diversity sensitivity + cycle,
     plus the physics terms of ``phys`` (style-encoder invariance, generator equivariance),
@@ -310,7 +327,8 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
     ``lambda_code_match`` the latent codes must be distributed like E's codes of the real
     references ``code_ref = (x_ref, y_ref, fixed_ref)`` (latent phase). With ``lambda_id`` a real
     image translated with its own style must come back unchanged (identity). ``cyc_rows`` (B,)
-    weighs the cycle per row (None: every row 1, the plain mean)."""
+    weighs the cycle per row (None: every row 1, the plain mean); ``cyc_noise`` (x_real's shape) is
+    added to the fake before the cycle's second pass."""
     z_trg, z_trg2 = z_trgs if z_trgs is not None else (None, None)
     x_ref, x_ref2 = x_refs if x_refs is not None else (None, None)
     E, G = nets["E"], nets["G"]
@@ -333,7 +351,7 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
 
     # Cycle consistency: back to the source domain with the source's own style.
     s_org = style_code(nets, y_org, x_ref=_through(phys, "e", x_real), fixed=fixed_org)
-    x_rec = G(x_fake, s_org)
+    x_rec = G(x_fake if cyc_noise is None else x_fake + cyc_noise, s_org)
     if cyc_rows is None:
         loss_cyc = (x_rec.float() - x_real.float()).abs().mean()
     else:

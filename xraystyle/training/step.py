@@ -78,6 +78,14 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
         cyc_rows = {tag: torch.where(cfg.labels.normal_rows(y), lc.cyc_normal_weight, 1.0)
                     for tag, y in (("latent", y_trg), ("ref", batch.y_ref))}
 
+    cyc_noise = {}  # noise on the fake before the cycle's second pass: one global draw, this rank's rows
+    if lc.cyc_noise > 0:
+        gen = step_generator(cfg.train.seed, step, Stream.STEP_CYCLE_NOISE, accel.device)
+        b = x_real.shape[0]
+        cyc_noise = {tag: lc.cyc_noise * torch.randn((world * b, *x_real.shape[1:]), generator=gen,
+                                                     device=accel.device)[rank * b:(rank + 1) * b].to(x_real.dtype)
+                     for tag in ("latent", "ref")}
+
     # Discriminator: once with a latent-guided fake, once with a reference-guided fake. The
     # style-aware terms (loss.lambda_style_match) pair images with E's codes, so by default they
     # run in the reference phases only: a latent code F(z) is no image's code, and pairing latent
@@ -108,7 +116,7 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
                                  lambda_code_match=lc.lambda_code_match if tag == "latent" else 0.0,
                                  code_ref=(x_ref, batch.y_ref, fixed["ref"]),
                                  lambda_id=lc.lambda_id if tag == "latent" else 0.0,
-                                 cyc_rows=cyc_rows.get(tag))
+                                 cyc_rows=cyc_rows.get(tag), cyc_noise=cyc_noise.get(tag))
             _update(state, loss, names, grad_sync)
         terms.update({f"G/{tag}_{k}": v for k, v in t.items()})
 
