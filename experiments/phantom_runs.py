@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 
 
-def diagnosis_args(doc: str, n_sources: int, n_styles: int) -> argparse.Namespace:
-    """``RUN... [--n-sources] [--n-styles] [--seed] [--out]``, with one torch thread."""
+def diagnosis_args(doc: str, n_sources: int, n_styles: int, figure: str | None = None) -> argparse.Namespace:
+    """``RUN... [--n-sources] [--n-styles] [--seed] [--out]`` (and ``--figure PNG`` with its help
+    text when ``figure`` is given), with one torch thread."""
     import torch
 
     p = argparse.ArgumentParser(description=doc.splitlines()[0])
@@ -23,6 +24,8 @@ def diagnosis_args(doc: str, n_sources: int, n_styles: int) -> argparse.Namespac
     p.add_argument("--n-styles", type=int, default=n_styles)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path)
+    if figure:
+        p.add_argument("--figure", type=Path, help=figure)
     a = p.parse_args()
     torch.set_num_threads(1)
     return a

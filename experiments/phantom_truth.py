@@ -162,6 +162,41 @@ TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
     "residual+mismatch+e-equalized+fixed-cross-dlr4-gw16": (
         "today's default with G and E twice as wide (base_width 16, d_base_width 8)",
         {**RMEF_CROSS_DLR4, "model.base_width": 16, "model.d_base_width": 8}),
+    # Eighth round. D's normal head scores the model's removals like real normals although a
+    # fifth of a large effusion is left: a patch head judges each cell of D's feature map too, so
+    # a remnant in one corner is judged where it is (8 x 8 and 16 x 16 cells at 64 px).
+    **{f"residual+mismatch+e-equalized+fixed-cross-dlr4-patch{g}": (
+        f"today's default with D's patch head ({g} x {g} cells)", {**RMEF_CROSS_DLR4, "model.d_patch": g})
+       for g in (8, 16)},
+    # ... the cycle from a normal source (add, then remove with the normal style: back to the
+    # patient exactly) is the one signal that says how much of a patient's fluid to take away;
+    # weighted 3x, on its own (removals' cycle at 1) and with every cycle at 3.
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-cyca3": (
+        "today's default with the cycle of adds at 3, removals' at 1 (lambda_cyc 3, cyc_normal_weight 1/3)",
+        {**RMEF_CROSS_DLR4, "loss.lambda_cyc": 3.0, "loss.cyc_normal_weight": 1 / 3}),
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-cyc3": (
+        "today's default with lambda_cyc 3", {**RMEF_CROSS_DLR4, "loss.lambda_cyc": 3.0}),
+    # ... D's real/fake heads accept removals with fluid left; the domain classifier on D's trunk
+    # (StarGAN v1) is trained on real images' labels alone: does it read the remnant, and G then
+    # remove it?
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-cls1": (
+        "today's default with D's domain classifier (lambda_cls 1)", {**RMEF_CROSS_DLR4, "loss.lambda_cls": 1.0}),
+    # ... and D without intensity augmentation: its brightness / contrast / gamma draws may hide
+    # the faint density a removal leaves from D (E still reads the equalised image).
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-daug0": (
+        "today's default without D's intensity augmentation (physics.d_augment false)",
+        {**RMEF_CROSS_DLR4, "physics.d_augment": False}),
+    # ... what a failed removal leaves is the lung base G draws under the fluid, placed otherwise
+    # than the patient's: the cycle of an add (normal -> effusion -> normal) is the one place G is told
+    # where a hidden base is, unless it hides the answer in the fake; noise before the second pass
+    # (sd 0.1) stops that. Alone, and without the cycle of removals (which noise would make ask
+    # for a visible trace of the fluid).
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-cycnoise": (
+        "today's default with noise (sd 0.1) on the fake before the cycle's second pass (loss.cyc_noise 0.1)",
+        {**RMEF_CROSS_DLR4, "loss.cyc_noise": 0.1}),
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-cycnoise-cycn0": (
+        "the above without the cycle of removals (cyc_normal_weight 0)",
+        {**RMEF_CROSS_DLR4, "loss.cyc_noise": 0.1, "loss.cyc_normal_weight": 0.0}),
 }
 # Issue #16 item 1, what limits quality: the remedy-free baseline over base width x steps (one
 # seed; ``baseline`` is width 8, 1500 steps). The diversity weight decays over the whole run.

@@ -29,13 +29,21 @@ a removal that is one template for every chest (darken every lung base) shows as
 ``lung_edit`` here. ``largest_cleared`` / ``smallest_kept``: the source fluid area (the oracle's,
 side with more fluid) of the largest effusion every style clears and of the smallest none clears:
 when the first is about the second, the verdict is a cut by the effusion's size, as when G takes
-a fixed share of any effusion.
+a fixed share of any effusion. ``remnant_median``: the fluid area of the outputs not cleared;
+``remnant_below_smallest``: how many of them hold less fluid than the smallest effusion among the
+sources (``smallest_effusion``; ``effusion_p10_median``: their 10th percentile and median), i.e.
+less than any effusion the data shows as one.
 
 It also asks the run's discriminator (training weights, not EMA) what it sees: the mean logit of
 its ``normal`` and ``effusion`` heads on real normals, real effusions, the effusions' ideal
-removals and the model's removals, and, where D has the domain classifier (``loss.lambda_cls``),
+removals and the model's removals (with a patch head, ``model.d_patch``, the per-image logit its
+loss uses: half the image logit, half the mean cell), and, where D has the domain classifier (``loss.lambda_cls``),
 its mean P(effusion). A head that scores real effusions as high as real normals does not look at
-the fluid, and cannot ask G to remove it. Intervals: Wilson 95 % over outputs (``n`` = sources x styles;
+the fluid, and cannot ask G to remove it. The same for the real effusions of the bottom quarter
+by fluid area (``small real effusion``) and the removals the oracle still reads fluid in
+(``removal, fluid left``): a D that rejects the first and accepts the second does not see what
+the removals leave as an effusion. ``--figure PNG`` draws the first run's removals with the most
+fluid left beside the ideal removals and the differences. Intervals: Wilson 95 % over outputs (``n`` = sources x styles;
 styles of one source are not independent, so the intervals are narrow by about sqrt(styles)).
 """
 
@@ -72,14 +80,17 @@ def labels(model, text: str, n: int):
     return y.repeat(n, *([1] * (y.ndim - 1)))
 
 
-def d_probe(run: Path, model, cases: dict, renderer) -> dict:
-    """Mean logit of D's normal / effusion heads (and P(effusion) of its classifier) per input."""
+def d_probe(run: Path, model, cases: dict, removed: np.ndarray, small: np.ndarray, kept: np.ndarray) -> dict:
+    """Mean logit of D's normal / effusion heads (and P(effusion) of its classifier) per input;
+    ``removed``: the model's removal of each effusion source; ``small`` / ``kept`` (bool per
+    source): the real effusion is in the bottom quarter by fluid area / the oracle reads fluid
+    left in the removal."""
     import torch
 
     from xraystyle.models.networks import build_networks
-    from xraystyle.models.translate import translate_latent
     from xraystyle.training.checkpoint import load_latest
     from xraystyle.training.config import load_config
+    from xraystyle.training.losses import per_image
 
     payload, _ = load_latest(run)
     cfg = load_config(run / "config.yaml")
@@ -92,15 +103,19 @@ def d_probe(run: Path, model, cases: dict, renderer) -> dict:
         return torch.from_numpy(np.stack([im for _, im in items]).astype(np.float32))[:, None]
 
     x_eff = stack(cases["effusion->normal"])
-    y = labels(model, "normal", len(x_eff))
-    z = torch.randn(len(x_eff), model.latent_dim, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        removed = translate_latent(model.nets, x_eff, y, z, model.fixed(y))
+    x_rem = torch.from_numpy(removed.astype(np.float32))[:, None]
+    small, kept = torch.from_numpy(small), torch.from_numpy(kept)
+    # Does D see a remnant as it sees a small effusion? The real effusions of the bottom quarter
+    # by fluid area beside the removals the oracle still reads fluid in.
     inputs = {"real normal": stack(cases["normal->normal"]), "real effusion": x_eff,
-              "ideal removal": stack(cases["ideal-removed->normal"]), "model removal": removed}
+              "ideal removal": stack(cases["ideal-removed->normal"]), "model removal": x_rem,
+              "small real effusion": x_eff[small], "removal, fluid left": x_rem[kept]}
     out = {}
     for name, x in inputs.items():
-        row = {}
+        row = {"n": len(x)}
+        if not len(x):
+            out[name] = row
+            continue
         with torch.no_grad():
             for head in ("normal", "effusion"):
                 yh = labels(model, head, len(x))
@@ -109,9 +124,24 @@ def d_probe(run: Path, model, cases: dict, renderer) -> dict:
                     row["P(effusion)"] = round(float(torch.softmax(cls, 1)[:, model.domains.index("effusion")].mean()), 3)
                 else:
                     logit = D(x, yh)
-                row[f"D_{head}"] = round(float(logit.mean()), 3)
+                row[f"D_{head}"] = round(float(per_image(logit).mean()), 3)  # a patch D: as its loss weighs it
         out[name] = row
     return out
+
+
+def remnant_figure(path: Path, panels: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]], k: int = 6) -> None:
+    """The ``k`` removals with the most fluid left, one row each: source | removal | ideal removal |
+    removal - ideal | source - ideal (differences on +-0.4, grey = 0), enlarged 3x. ``panels``:
+    (source, removal, ideal, fluid area left) per effusion source."""
+    from PIL import Image
+
+    def u8(a, lo=-1.0, hi=1.0):
+        return np.clip((a - lo) / (hi - lo) * 255, 0, 255).astype(np.uint8)
+
+    rows = [np.concatenate([u8(src), u8(out), u8(ideal), u8(out - ideal, -0.4, 0.4), u8(src - ideal, -0.4, 0.4)], 1)
+            for src, out, ideal, _ in sorted(panels, key=lambda p: -p[3])[:k]]
+    grid = np.concatenate(rows, 0)
+    Image.fromarray(grid).resize((grid.shape[1] * 3, grid.shape[0] * 3), Image.NEAREST).save(path)
 
 
 def main() -> None:
@@ -122,7 +152,8 @@ def main() -> None:
     from xraystyle.models.translate import translate_latent
     from xraystyle.phantom.attributes import BASAL_FROM, patient_baseline
 
-    a = diagnosis_args(__doc__, n_sources=29, n_styles=6)
+    a = diagnosis_args(__doc__, n_sources=29, n_styles=6,
+                       figure="PNG of the first run's removals with the most fluid left (remnant_figure)")
     results = {}
     for run in a.runs:
         setup = load_phantom_run(run, order_seed=a.seed)
@@ -137,11 +168,14 @@ def main() -> None:
             "effusion->normal": [(r, renderer.render(r)[0]) for r in effusions],
         }
         res = {}
+        first: list[tuple[np.ndarray, float, bool]] = []  # per effusion source: (output, fluid area, kept)
+        panels: list[tuple] = []  # per effusion source: (source, removal, ideal, fluid area left)
         for name, items in cases.items():
             k = n = 0
             left = []  # effusion->normal: fluid area left, as a share of the source's
             sides: dict[str, list[int]] = {}  # effusion->normal: [no fluid, outputs] per source side
             sizes: list[tuple[float, float]] = []  # effusion->normal: (source's fluid area, share cleared)
+            remnant: list[float] = []  # effusion->normal: fluid area of the outputs not cleared
             lung_edit, abs_edit = [], []  # normal->normal: what G does where nothing is to be done
             for j, (row, image) in enumerate(items):
                 x = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None, None].repeat(a.n_styles, 1, 1, 1)
@@ -159,6 +193,10 @@ def main() -> None:
                     read_src = oracle.measure(image, base)
                     before = fluid_area(read_src)
                     left += [fluid_area(r) / before for r in reads if before > 0]
+                    remnant += [fluid_area(r) for r, c in zip(reads, cleared) if not c]
+                    # the source's area where the oracle reads an effusion (NaN: a trace it does not)
+                    first.append((out[0], before if read_src.side != "none" else np.nan, not cleared[0]))
+                    panels.append((image, out[0], cases["ideal-removed->normal"][j][1], fluid_area(reads[0])))
                     tally = sides.setdefault(read_src.side, [0, 0])
                     tally[0] += sum(cleared)
                     tally[1] += len(reads)
@@ -182,22 +220,36 @@ def main() -> None:
                 # every style, the smallest cleared by none (areas: the oracle's, side with more fluid).
                 res[name]["largest_cleared"] = round(max([a for a, c in sizes if c == 1] or [0.0]), 3)
                 res[name]["smallest_kept"] = round(min([a for a, c in sizes if c == 0] or [math.inf]), 3)
+                # Is what is left an effusion the training data shows? The remnants' area against
+                # the smallest source effusion's (the same cohort: the smallest the data has).
+                smallest = min(a for a, _ in sizes)
+                res[name]["smallest_effusion"] = round(smallest, 3)
+                res[name]["effusion_p10_median"] = [round(float(q), 3) for q in np.percentile([a for a, _ in sizes], [10, 50])]
+                res[name]["remnant_median"] = round(float(np.median(remnant)), 3) if remnant else None
+                res[name]["remnant_below_smallest"] = (f"{sum(r < smallest for r in remnant)}/{len(remnant)}")
             if lung_edit:
                 res[name]["lung_edit"] = round(float(np.mean(lung_edit)), 4)
                 res[name]["abs_edit"] = round(float(np.mean(abs_edit)), 4)
-        res["discriminator"] = d_probe(run, model, cases, renderer)
+        areas = np.array([area for _, area, _ in first])
+        res["discriminator"] = d_probe(run, model, cases, np.stack([o for o, _, _ in first]),
+                                       areas <= np.nanpercentile(areas, 25), np.array([k for _, _, k in first]))
         results[str(run)] = res
+        if a.figure and len(results) == 1:
+            remnant_figure(a.figure, panels)
         print(f"\n{run} (step {model.step}, split {split})")
         for name, r in res.items():
             if name != "discriminator":
                 extra = (f"  fluid area left {r['area_left_median']:.2f} (IQR {r['area_left_iqr']})"
                          f"  by source side {r['by_source_side']}  largest source cleared {r['largest_cleared']}"
-                         f"  smallest kept {r['smallest_kept']}" if "area_left_median" in r else "")
+                         f"  smallest kept {r['smallest_kept']}  remnant (not cleared) median {r['remnant_median']},"
+                         f" below the smallest effusion ({r['smallest_effusion']}) {r['remnant_below_smallest']};"
+                         f" source effusions p10 / median {r['effusion_p10_median']}"
+                         if "area_left_median" in r else "")
                 if "lung_edit" in r:
                     extra += f"  basal lung edit {r['lung_edit']:+.3f}  |edit| {r['abs_edit']:.3f}"
                 print(f"  {name:24s} {r['no_fluid']:.3f} {r['ci95']}  n={r['n']}{extra}")
         for name, r in res["discriminator"].items():
-            print(f"  D on {name:20s} " + "  ".join(f"{k} {v:+.2f}" for k, v in r.items()))
+            print(f"  D on {name:20s} " + "  ".join(f"{k} {v:+.2f}" if k != "n" else f"n={v}" for k, v in r.items()))
     if a.out:
         a.out.write_text(json.dumps(results, indent=1))
 
