@@ -32,7 +32,9 @@ when the first is about the second, the verdict is a cut by the effusion's size,
 a fixed share of any effusion. ``remnant_median``: the fluid area of the outputs not cleared;
 ``remnant_below_smallest``: how many of them hold less fluid than the smallest effusion among the
 sources (``smallest_effusion``; ``effusion_p10_median``: their 10th percentile and median), i.e.
-less than any effusion the data shows as one.
+less than any effusion the data shows as one. ``against_ideal`` (outputs cleared / kept): the share
+of the source's fluid region the output leaves denser than the ideal removal, and the pixels where
+it draws lung outside the patient's lungs below the fluid's top (``against_ideal()``).
 
 It also asks the run's discriminator (training weights, not EMA) what it sees: the mean logit of
 its ``normal`` and ``effusion`` heads on real normals, real effusions, the effusions' ideal
@@ -129,6 +131,23 @@ def d_probe(run: Path, model, cases: dict, removed: np.ndarray, small: np.ndarra
     return out
 
 
+def against_ideal(out: np.ndarray, source: np.ndarray, ideal: np.ndarray, base, step: float = 0.15) -> tuple[float, float]:
+    """A removal beside the ideal one: ``dense_left``, the share of the source's fluid region
+    (source denser than the ideal by more than 0.1) where the output is still denser than the
+    ideal by more than ``step``; ``drawn_outside``, pixels where the output is darker than the
+    ideal by more than ``step`` outside the patient's lungs, from the fluid's top row down (lung
+    drawn where this patient has none). Units: the model's [-1, 1]."""
+    fluid = (source - ideal) > 0.1
+    rows = np.flatnonzero(fluid.any(axis=1))
+    if not rows.size:
+        return 0.0, 0.0
+    d = out - ideal
+    lower = np.zeros_like(fluid)
+    lower[rows[0]:] = True
+    lungs = base.lungs["right"] | base.lungs["left"]
+    return float(((d > step) & fluid).sum() / fluid.sum()), float(((d < -step) & lower & ~lungs).sum())
+
+
 def remnant_figure(path: Path, panels: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]], k: int = 6) -> None:
     """The ``k`` removals with the most fluid left, one row each: source | removal | ideal removal |
     removal - ideal | source - ideal (differences on +-0.4, grey = 0), enlarged 3x. ``panels``:
@@ -176,6 +195,7 @@ def main() -> None:
             sides: dict[str, list[int]] = {}  # effusion->normal: [no fluid, outputs] per source side
             sizes: list[tuple[float, float]] = []  # effusion->normal: (source's fluid area, share cleared)
             remnant: list[float] = []  # effusion->normal: fluid area of the outputs not cleared
+            anatomy: dict[bool, list[tuple[float, float]]] = {True: [], False: []}  # by cleared: (dense_left, drawn_outside)
             lung_edit, abs_edit = [], []  # normal->normal: what G does where nothing is to be done
             for j, (row, image) in enumerate(items):
                 x = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None, None].repeat(a.n_styles, 1, 1, 1)
@@ -196,7 +216,10 @@ def main() -> None:
                     remnant += [fluid_area(r) for r, c in zip(reads, cleared) if not c]
                     # the source's area where the oracle reads an effusion (NaN: a trace it does not)
                     first.append((out[0], before if read_src.side != "none" else np.nan, not cleared[0]))
-                    panels.append((image, out[0], cases["ideal-removed->normal"][j][1], fluid_area(reads[0])))
+                    ideal = cases["ideal-removed->normal"][j][1]
+                    panels.append((image, out[0], ideal, fluid_area(reads[0])))
+                    for o, c in zip(out, cleared):
+                        anatomy[c].append(against_ideal(o, image, ideal, base))
                     tally = sides.setdefault(read_src.side, [0, 0])
                     tally[0] += sum(cleared)
                     tally[1] += len(reads)
@@ -227,6 +250,10 @@ def main() -> None:
                 res[name]["effusion_p10_median"] = [round(float(q), 3) for q in np.percentile([a for a, _ in sizes], [10, 50])]
                 res[name]["remnant_median"] = round(float(np.median(remnant)), 3) if remnant else None
                 res[name]["remnant_below_smallest"] = (f"{sum(r < smallest for r in remnant)}/{len(remnant)}")
+                res[name]["against_ideal"] = {
+                    key: {"n": len(v), "dense_left": round(float(np.mean([a for a, _ in v])), 3),
+                          "drawn_outside_px": round(float(np.mean([b for _, b in v])), 1)} if v else {"n": 0}
+                    for key, v in (("cleared", anatomy[True]), ("kept", anatomy[False]))}
             if lung_edit:
                 res[name]["lung_edit"] = round(float(np.mean(lung_edit)), 4)
                 res[name]["abs_edit"] = round(float(np.mean(abs_edit)), 4)
@@ -245,6 +272,11 @@ def main() -> None:
                          f" below the smallest effusion ({r['smallest_effusion']}) {r['remnant_below_smallest']};"
                          f" source effusions p10 / median {r['effusion_p10_median']}"
                          if "area_left_median" in r else "")
+                if "against_ideal" in r:
+                    extra += "  against the ideal (cleared / kept): dense left " + " / ".join(
+                        f"{r['against_ideal'][k].get('dense_left', float('nan')):.2f}" for k in ("cleared", "kept")) + \
+                        ", lung drawn outside the patient's (px) " + " / ".join(
+                        f"{r['against_ideal'][k].get('drawn_outside_px', float('nan')):.1f}" for k in ("cleared", "kept"))
                 if "lung_edit" in r:
                     extra += f"  basal lung edit {r['lung_edit']:+.3f}  |edit| {r['abs_edit']:.3f}"
                 print(f"  {name:24s} {r['no_fluid']:.3f} {r['ci95']}  n={r['n']}{extra}")
