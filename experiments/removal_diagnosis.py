@@ -187,8 +187,8 @@ def main() -> None:
             "effusion->normal": [(r, renderer.render(r)[0]) for r in effusions],
         }
         res = {}
-        first: list[tuple[np.ndarray, float, bool]] = []  # per effusion source: (output, fluid area, kept)
-        panels: list[tuple] = []  # per effusion source: (source, removal, ideal, fluid area left)
+        # per effusion source, its first output: (source, removal, ideal, source's fluid area, area left, kept)
+        first: list[tuple[np.ndarray, np.ndarray, np.ndarray, float, float, bool]] = []
         for name, items in cases.items():
             k = n = 0
             left = []  # effusion->normal: fluid area left, as a share of the source's
@@ -214,10 +214,10 @@ def main() -> None:
                     before = fluid_area(read_src)
                     left += [fluid_area(r) / before for r in reads if before > 0]
                     remnant += [fluid_area(r) for r, c in zip(reads, cleared) if not c]
-                    # the source's area where the oracle reads an effusion (NaN: a trace it does not)
-                    first.append((out[0], before if read_src.side != "none" else np.nan, not cleared[0]))
                     ideal = cases["ideal-removed->normal"][j][1]
-                    panels.append((image, out[0], ideal, fluid_area(reads[0])))
+                    # the source's area where the oracle reads an effusion (NaN: a trace it does not)
+                    first.append((image, out[0], ideal, before if read_src.side != "none" else np.nan,
+                                  fluid_area(reads[0]), not cleared[0]))
                     for o, c in zip(out, cleared):
                         anatomy[c].append(against_ideal(o, image, ideal, base))
                     tally = sides.setdefault(read_src.side, [0, 0])
@@ -257,12 +257,12 @@ def main() -> None:
             if lung_edit:
                 res[name]["lung_edit"] = round(float(np.mean(lung_edit)), 4)
                 res[name]["abs_edit"] = round(float(np.mean(abs_edit)), 4)
-        areas = np.array([area for _, area, _ in first])
-        res["discriminator"] = d_probe(run, model, cases, np.stack([o for o, _, _ in first]),
-                                       areas <= np.nanpercentile(areas, 25), np.array([k for _, _, k in first]))
+        areas = np.array([f[3] for f in first])
+        res["discriminator"] = d_probe(run, model, cases, np.stack([f[1] for f in first]),
+                                       areas <= np.nanpercentile(areas, 25), np.array([f[5] for f in first]))
         results[str(run)] = res
         if a.figure and len(results) == 1:
-            remnant_figure(a.figure, panels)
+            remnant_figure(a.figure, [(src, out, ideal, left) for src, out, ideal, _, left, _ in first])
         print(f"\n{run} (step {model.step}, split {split})")
         for name, r in res.items():
             if name != "discriminator":
