@@ -39,7 +39,8 @@ it draws lung outside the patient's lungs below the fluid's top (``against_ideal
 It also asks the run's discriminator (training weights, not EMA) what it sees: the mean logit of
 its ``normal`` and ``effusion`` heads on real normals, real effusions, the effusions' ideal
 removals and the model's removals (with a patch head, ``model.d_patch``, the per-image logit its
-loss uses: half the image logit, half the mean cell), and, where D has the domain classifier (``loss.lambda_cls``),
+loss uses: half the image logit, half the mean cell; each part also on its own), and, where D
+has the domain classifier (``loss.lambda_cls``),
 its mean P(effusion). A head that scores real effusions as high as real normals does not look at
 the fluid, and cannot ask G to remove it. The same for the real effusions of the bottom quarter
 by fluid area (``small real effusion``) and the removals the oracle still reads fluid in
@@ -127,6 +128,9 @@ def d_probe(run: Path, model, cases: dict, removed: np.ndarray, small: np.ndarra
                 else:
                     logit = D(x, yh)
                 row[f"D_{head}"] = round(float(per_image(logit).mean()), 3)  # a patch D: as its loss weighs it
+                if logit.dim() > 1:  # a patch D's two parts: the image logit and the mean cell
+                    row[f"D_{head}_image"] = round(float(logit[:, 0].mean()), 3)
+                    row[f"D_{head}_cells"] = round(float(logit[:, 1:].mean()), 3)
         out[name] = row
     return out
 
