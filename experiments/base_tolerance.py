@@ -54,16 +54,17 @@ def main() -> None:
         lungs = sample.anatomy_masks["lung_right"] | sample.anatomy_masks["lung_left"]
         return float(np.flatnonzero(lungs.any(axis=1))[-1]) * size / lungs.shape[0]
 
+    own = [lowest_row(fluid_free(row, 1.0)) for row in effusions]  # each patient's own base
     out = {}
     for factor in FACTORS:
         clear, areas, shifts = 0, [], []
-        for row in effusions:
+        for row, own_row in zip(effusions, own):
             sample = fluid_free(row, factor)
             base = patient_baseline(row.seed, size, row.physics, lung_source=_lung_source(row))
             read = oracle.measure(prepare(sample, model.preprocess), base)
             clear += read.valid and read.side == "none"
             areas.append(fluid_area(read) if read.valid else np.nan)
-            shifts.append(lowest_row(sample) - lowest_row(fluid_free(row, 1.0)))
+            shifts.append(lowest_row(sample) - own_row)
         out[factor] = {"no_fluid": f"{clear}/{len(effusions)}", "fluid_area_median": round(float(np.nanmedian(areas)), 3),
                        "base_shift_px": round(float(np.mean(shifts)), 2)}
         print(f"lung_stretch x{factor:.2f}: base moved {out[factor]['base_shift_px']:+.2f} px, read without fluid "

@@ -185,19 +185,25 @@ def test_latent_phase_only_terms(tiny_cfg, fetcher, key, term):
     assert f"G/latent_{term}" not in run(tiny_cfg, fetcher, 1)[1][0]
 
 
-def test_cyc_normal_weight_weighs_the_cycle_of_removals(tiny_cfg, fetcher, monkeypatch):
-    """0 gives the rows translated to normal cycle weight 0 and the others 1; 1 (the published
-    cycle) passes no per-row weights."""
+def spy_g_loss(monkeypatch, key):
+    """Record ``(y_trg, the keyword argument key)`` of every g_loss call the step makes."""
     import xraystyle.training.step as step_mod
 
     seen = []
     real_g_loss = step_mod.g_loss
 
     def spy(*args, **kw):
-        seen.append((args[3], kw.get("cyc_rows")))  # (y_trg, weights)
+        seen.append((args[3], kw.get(key)))
         return real_g_loss(*args, **kw)
 
     monkeypatch.setattr(step_mod, "g_loss", spy)
+    return seen
+
+
+def test_cyc_normal_weight_weighs_the_cycle_of_removals(tiny_cfg, fetcher, monkeypatch):
+    """0 gives the rows translated to normal cycle weight 0 and the others 1; 1 (the published
+    cycle) passes no per-row weights."""
+    seen = spy_g_loss(monkeypatch, "cyc_rows")
     cfg = copy.deepcopy(tiny_cfg)
     cfg.loss.cyc_normal_weight = 0.0
     _, terms = run(cfg, fetcher, 1)
@@ -224,24 +230,17 @@ def test_d_patch_head_is_trained_by_the_step(tiny_cfg, fetcher):
 def test_cyc_noise_is_drawn_per_step_from_the_runs_seed(tiny_cfg, fetcher, monkeypatch):
     """loss.cyc_noise: each G phase gets noise of that sd, the same for the same (seed, step), a
     new draw at the next step; 0 passes none."""
-    import xraystyle.training.step as step_mod
-
-    seen = []
-    real_g_loss = step_mod.g_loss
-
-    def spy(*args, **kw):
-        seen.append(kw.get("cyc_noise"))
-        return real_g_loss(*args, **kw)
-
-    monkeypatch.setattr(step_mod, "g_loss", spy)
+    calls = spy_g_loss(monkeypatch, "cyc_noise")
     cfg = copy.deepcopy(tiny_cfg)
     cfg.loss.cyc_noise = 0.1
     _, terms = run(cfg, fetcher, 2)
+    seen = [n for _, n in calls]
     assert len(seen) == 4 and all(torch.isfinite(t["G/latent_cyc"]) for t in terms)
     run(cfg, fetcher, 1)  # a fresh run: step 0 again
+    seen = [n for _, n in calls]
     assert torch.equal(seen[0], seen[4])  # same seed and step: the same draw
     assert not torch.equal(seen[0], seen[1]) and not torch.equal(seen[0], seen[2])
     assert seen[0].std().item() == pytest.approx(0.1, rel=0.1)
-    seen.clear()
+    calls.clear()
     run(tiny_cfg, fetcher, 1)
-    assert seen == [None, None]
+    assert [n for _, n in calls] == [None, None]
