@@ -197,6 +197,29 @@ TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
     "residual+mismatch+e-equalized+fixed-cross-dlr4-cycnoise-cycn0": (
         "the above without the cycle of removals (cyc_normal_weight 0)",
         {**RMEF_CROSS_DLR4, "loss.cyc_noise": 0.1, "loss.cyc_normal_weight": 0.0}),
+    # Ninth round: the reference's volume. As published E is trained in the latent phase alone,
+    # where it reads codes F made; E's codes of real references are a probe's 0 on volume. E also
+    # updated in the reference phase (the issue's own candidate), and beside it a diversity term
+    # that does not decay (its gradient is what asks E(x_ref) to tell two references apart).
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-eref": (
+        "today's default with E also updated in the reference phase (loss.e_ref)",
+        {**RMEF_CROSS_DLR4, "loss.e_ref": True}),
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-eref-ds1": (
+        "the above with lambda_ds held at 1",
+        {**RMEF_CROSS_DLR4, "loss.e_ref": True, "loss.ds_decay_iters": 10**9}),
+    # ... removal. Every effusion of the data hides the whole lung base, so D may read a visible
+    # base as "normal" and accept the fluid a removal leaves at the costophrenic angle: partial
+    # removals (a removal mixed with its source inside a random box) as negatives for D's normal
+    # head, at the mismatch term's weight.
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-partial1": (
+        "today's default with partial removals as D's negatives (loss.lambda_partial 1)",
+        {**RMEF_CROSS_DLR4, "loss.lambda_partial": 1.0}),
+    # ... a removal must draw the lung the fluid hid, and the way back of an add (normal ->
+    # effusion -> normal) is the one place training shows it; through the first pass the cycle
+    # lets the add leave that lung readable. The first pass held fixed on adds, and on every row.
+    **{f"residual+mismatch+e-equalized+fixed-cross-dlr4-cycfix-{rows}": (
+        f"today's default with the cycle's first pass held fixed on {rows} (loss.cyc_detach {rows})",
+        {**RMEF_CROSS_DLR4, "loss.cyc_detach": rows}) for rows in ("adds", "all")},
 }
 # Issue #16 item 1, what limits quality: the remedy-free baseline over base width x steps (one
 # seed; ``baseline`` is width 8, 1500 steps). The diversity weight decays over the whole run.

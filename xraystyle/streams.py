@@ -22,4 +22,5 @@ class Stream(IntEnum):
     TRUTH = 15  # sources' order and the baselines' draws of the truth benchmark (evaluation/truth.py)
     STYLE_PROBE = 16  # bootstrap, permutations and noise codes of the style probes (evaluation/style_probe.py)
     STEP_CYCLE_NOISE = 17  # noise on the fake before the cycle's second pass (training/step.py)
+    STEP_PARTIAL = 18  # boxes that mix a removal with its source for D (training/step.py)
     SAMPLE_GRID = 2**31 - 1  # sources and references of the training sample grids (training/trainer.py)

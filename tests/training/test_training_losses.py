@@ -295,16 +295,19 @@ def test_lambda_extent_compares_one_style_on_two_normal_sources(tiny_cfg):
     assert t_none["extent"].item() == 0.0
 
 
-def test_lambda_extent_needs_a_normal_domain():
+@pytest.mark.parametrize("key, value, invalid", [("lambda_extent", 1.0, -1.0), ("lambda_partial", 1.0, -1.0),
+                                               ("cyc_detach", "adds", "removals")])
+def test_keys_that_need_a_normal_domain(key, value, invalid):
+    """Refused without a 'normal' domain and for an invalid value, naming the key; accepted with one."""
     from xraystyle.config import from_dict
     from xraystyle.errors import ConfigError
     from xraystyle.training.config import RunConfig
 
-    with pytest.raises(ConfigError, match="loss.lambda_extent"):
-        from_dict(RunConfig, {"domains": ["effusion", "nodule"], "loss": {"lambda_extent": 1.0}})
-    with pytest.raises(ConfigError, match="loss.lambda_extent"):
-        LossConfig(lambda_extent=-1.0)
-    assert from_dict(RunConfig, {"domains": ["normal", "nodule"], "loss": {"lambda_extent": 1.0}}).loss.lambda_extent == 1.0
+    with pytest.raises(ConfigError, match=f"loss.{key}"):
+        from_dict(RunConfig, {"domains": ["effusion", "nodule"], "loss": {key: value}})
+    with pytest.raises(ConfigError, match=f"loss.{key}"):
+        LossConfig(**{key: invalid})
+    assert getattr(from_dict(RunConfig, {"domains": ["normal", "nodule"], "loss": {key: value}}).loss, key) == value
 
 
 def test_same_label_partner_rows():
@@ -526,3 +529,105 @@ def test_cyc_noise_is_added_to_the_fake_before_the_cycles_second_pass(tiny_cfg):
     assert out["noisy"]["cyc"].item() != pytest.approx(out["plain"]["cyc"].item(), rel=1e-3)
     with pytest.raises(Exception, match="loss.cyc_noise"):
         LossConfig(cyc_noise=-0.1)
+
+
+def test_sty_target_fixed_stops_only_the_style_terms_gradient_into_the_target(tiny_cfg):
+    """loss.e_ref: with E updated in the reference phase, the style reconstruction reaches E
+    through the fake alone: the gradient E gets without the fixed target exceeds the fixed one's
+    by exactly that of |sg(E(x_fake)) - E(x_ref)|; the value is the same."""
+    nets, x, y_org, y_trg, _ = _four_rows(tiny_cfg, [0, 0, 1, 1], [1, 1, 0, 0])
+    x_refs = (torch.rand_like(x) * 2 - 1, torch.rand_like(x) * 2 - 1)
+    E = nets["E"]
+
+    def e_grad(loss):
+        E.zero_grad(set_to_none=True)
+        loss.backward()
+        return torch.cat([p.grad.reshape(-1) for p in E.parameters()])
+
+    free, t_free = g_loss(nets, x, y_org, y_trg, x_refs=x_refs)
+    g_free = e_grad(free)
+    fixed, t_fixed = g_loss(nets, x, y_org, y_trg, x_refs=x_refs, sty_target_fixed=True)
+    g_fixed = e_grad(fixed)
+    assert fixed.item() == free.item() and t_fixed["sty"].item() == t_free["sty"].item()
+    s_trg = E(x_refs[0], y_trg)
+    with torch.no_grad():
+        s_pred = E(nets["G"](x, s_trg), y_trg)
+    target_path = e_grad((s_pred - s_trg).abs().mean())
+    assert target_path.abs().sum() > 0
+    assert torch.allclose(g_free - g_fixed, target_path, atol=1e-6)
+
+
+def test_soft_boxes_are_boxes_of_the_drawn_centre_and_size():
+    from xraystyle.training.losses import soft_boxes
+
+    u = torch.tensor([[0.5, 0.5, 0.0, 1.0], [0.9, 0.1, 0.5, 0.5]])
+    m = soft_boxes(u, 64)
+    assert m.shape == (2, 1, 64, 64) and m.min() >= 0 and m.max() <= 1
+    rows, cols = (m[0, 0] > 0.5).nonzero().unbind(1)
+    # centre 0.5, half-height 10 % and half-width 25 % of 64 px: rows 26-37, columns 16-47
+    assert (rows.min().item(), rows.max().item(), cols.min().item(), cols.max().item()) == (26, 37, 16, 47)
+    rows, cols = (m[1, 0] > 0.5).nonzero().unbind(1)
+    assert rows.max().item() == 63 and cols.min().item() == 0  # cut by the border
+    assert 0.1 < m[0, 0, 32, 16].item() < 0.9  # the edge is ramped, not a step
+
+
+def test_lambda_partial_judges_removals_mixed_with_their_source_as_fake(tiny_cfg):
+    """The term is the BCE against 'fake' of mask * x_real + (1 - mask) * x_fake under the target's
+    head, over the rows that remove (source not normal, target normal); other rows weigh 0."""
+    from xraystyle.training.losses import soft_boxes
+
+    nets, x, y_org, y_trg, z = _four_rows(tiny_cfg, [0, 1, 1, 0], [1, 0, 0, 1])  # rows 1, 2 remove
+    mask = soft_boxes(torch.rand(4, 4, generator=torch.Generator().manual_seed(2)), 32)
+    rows = torch.tensor([0.0, 1.0, 1.0, 0.0])
+    torch.manual_seed(1)
+    base, t0 = d_loss(nets, x, y_org, y_trg, z_trg=z[0], r1_weight=0.0)
+    torch.manual_seed(1)
+    loss, t = d_loss(nets, x, y_org, y_trg, z_trg=z[0], r1_weight=0.0, lambda_partial=2.0, partial=(mask, rows))
+    assert "partial" not in t0
+    with torch.no_grad():
+        x_fake = nets["G"](x, nets["F"](z[0], y_trg))
+        x_mix = mask * x + (1 - mask) * x_fake
+        want = adv_loss(nets["D"](x_mix[1:3], y_trg[1:3]), 0.0)
+    assert t["partial"].item() == pytest.approx(want.item(), rel=1e-5)
+    assert loss.item() == pytest.approx((base + 2.0 * t["partial"]).item(), rel=1e-5)
+    _, t_none = d_loss(nets, x, y_org, y_trg, z_trg=z[0], r1_weight=0.0, lambda_partial=1.0,
+                       partial=(mask, torch.zeros(4)))
+    assert t_none["partial"].item() == 0.0
+
+
+def test_cyc_fixed_rows_hold_the_cycles_first_pass_on_those_rows_only(tiny_cfg):
+    """loss.cyc_detach: the cycle's value is unchanged; on a held row the cycle sends no gradient
+    through the first pass (into the fake), on the others it does."""
+    nets, x, y_org, y_trg, z = _four_rows(tiny_cfg, [0, 0, 1, 1], [1, 1, 0, 0])
+    fake_grads = {}
+    real_g = nets["G"]
+
+    class Spy(nn.Module):  # records the gradient reaching each first-pass fake
+        def __init__(self):
+            super().__init__()
+            self.g, self.calls = real_g, 0
+
+        def forward(self, x_in, s):
+            out = self.g(x_in, s)
+            if self.calls == 0 and out.requires_grad:
+                out.register_hook(lambda g: fake_grads.setdefault("g", g))
+            self.calls += 1
+            return out
+
+    terms = {}
+    for name, rows in (("plain", None), ("held", torch.tensor([True, False, False, True]))):
+        fake_grads.clear()
+        spy = Spy()
+        torch.manual_seed(1)
+        loss, terms[name] = g_loss({**nets, "G": spy}, x, y_org, y_trg, z_trgs=z, lambda_sty=0.0, lambda_ds=0.0,
+                                   cyc_fixed_rows=rows)
+        loss.backward()
+        terms[name]["grad"] = fake_grads["g"].flatten(1).abs().sum(1)
+    assert terms["held"]["cyc"].item() == terms["plain"]["cyc"].item()
+    # rows 1 and 2 keep the cycle's gradient through the fake; rows 0 and 3 lose it
+    assert torch.allclose(terms["held"]["grad"][[1, 2]], terms["plain"]["grad"][[1, 2]])
+    assert (terms["held"]["grad"][[0, 3]] < terms["plain"]["grad"][[0, 3]]).all()
+    from xraystyle.config import from_dict
+    from xraystyle.training.config import RunConfig
+
+    assert from_dict(RunConfig, {"domains": ["effusion", "nodule"], "loss": {"cyc_detach": "all"}}).loss.cyc_detach == "all"

@@ -87,7 +87,8 @@ def test_lazy_r1_interval(tiny_cfg, fetcher):
 
 @pytest.mark.parametrize("overrides", [{}, {"physics.d_augment": True, "physics.e_augment": True,
                                             "physics.lambda_inv": 1.0, "physics.lambda_eq": 1.0,
-                                            "model.normal_style": "fixed", "loss.r1_interval": 2}])
+                                            "model.normal_style": "fixed", "loss.r1_interval": 2,
+                                            "loss.e_ref": True}])
 def test_freezing_unupdated_networks_is_exact(fetcher, monkeypatch, overrides):
     """G phases freeze what they do not update (D; F and E in the reference phase) to skip
     discarded weight gradients: the weights must be bitwise those of computing and discarding."""
@@ -244,3 +245,81 @@ def test_cyc_noise_is_drawn_per_step_from_the_runs_seed(tiny_cfg, fetcher, monke
     calls.clear()
     run(tiny_cfg, fetcher, 1)
     assert [n for _, n in calls] == [None, None]
+
+
+def test_e_ref_updates_e_in_the_reference_phase_with_a_fixed_style_target(tiny_cfg, fetcher, monkeypatch):
+    """loss.e_ref: the reference G phase steps G and E and fixes the style term's target; off,
+    it steps G alone (as published) and the target is not fixed."""
+    import xraystyle.training.step as step_mod
+
+    stepped = []
+    real_update = step_mod._update
+    monkeypatch.setattr(step_mod, "_update", lambda state, loss, names, sync: (
+        stepped.append(names), real_update(state, loss, names, sync)))
+    seen = spy_g_loss(monkeypatch, "sty_target_fixed")
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg.loss.e_ref = True
+    on, _ = run(cfg, fetcher, 1)
+    assert stepped == [("D",), ("D",), ("G", "F", "E"), ("G", "E")]
+    assert [fixed for _, fixed in seen] == [False, True]
+    stepped.clear()
+    seen.clear()
+    off, _ = run(tiny_cfg, fetcher, 1)
+    assert stepped[-1] == ("G",) and [fixed for _, fixed in seen] == [False, False]
+    assert not torch.equal(flat(on.nets["E"]), flat(off.nets["E"]))
+    assert torch.equal(flat(on.nets["F"]), flat(off.nets["F"]))
+
+
+def test_lambda_partial_mixes_the_removals_with_boxes_drawn_per_step(tiny_cfg, fetcher, monkeypatch):
+    """loss.lambda_partial: both D phases get the same box masks and the rows that remove; the
+    same (seed, step) draws the same boxes, the next step others; 0 passes none."""
+    import xraystyle.training.step as step_mod
+
+    calls = []
+    real_d_loss = step_mod.d_loss
+
+    def spy(*args, **kw):
+        calls.append((args[2], args[3], kw.get("partial")))
+        return real_d_loss(*args, **kw)
+
+    monkeypatch.setattr(step_mod, "d_loss", spy)
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg.loss.lambda_partial = 1.0
+    _, terms = run(cfg, fetcher, 2)
+    assert len(calls) == 4 and all(torch.isfinite(t["D/latent_partial"]) for t in terms)
+    normal = cfg.domains.index("normal")
+    for y_org, y_trg, (mask, rows) in calls:
+        assert torch.equal(rows, ((y_trg == normal) & (y_org != normal)).float())
+        assert mask.shape == (len(y_org), 1, cfg.model.img_size, cfg.model.img_size)
+    assert torch.equal(calls[0][2][0], calls[1][2][0]) and not torch.equal(calls[0][2][0], calls[2][2][0])
+    run(cfg, fetcher, 1)  # a fresh run: step 0 again
+    assert torch.equal(calls[0][2][0], calls[4][2][0])
+    calls.clear()
+    run(tiny_cfg, fetcher, 1)
+    assert [p for _, _, p in calls] == [None, None]
+
+
+@pytest.mark.parametrize("rows", ["adds", "all"])
+def test_cyc_detach_holds_the_first_pass_of_the_chosen_rows(tiny_cfg, fetcher, monkeypatch, rows):
+    """loss.cyc_detach: ``adds`` holds the rows whose source is normal, ``all`` every row, in both
+    G phases; ``none`` passes no rows."""
+    import xraystyle.training.step as step_mod
+
+    calls = []
+    real_g_loss = step_mod.g_loss
+
+    def spy(*args, **kw):
+        calls.append((args[2], kw.get("cyc_fixed_rows")))
+        return real_g_loss(*args, **kw)
+
+    monkeypatch.setattr(step_mod, "g_loss", spy)
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg.loss.cyc_detach = rows
+    _, terms = run(cfg, fetcher, 1)
+    assert len(calls) == 2 and torch.isfinite(terms[0]["G/ref_cyc"])
+    normal = cfg.domains.index("normal")
+    for y_org, fixed in calls:
+        assert torch.equal(fixed, y_org == normal if rows == "adds" else torch.ones_like(fixed))
+    calls.clear()
+    run(tiny_cfg, fetcher, 1)
+    assert [f for _, f in calls] == [None, None]

@@ -129,6 +129,10 @@ class RunConfig:
               "needs a 'normal' domain: it compares findings added to normal images")
         check(self.loss.cyc_normal_weight == 1 or multi or NORMAL in self.domains, "loss.cyc_normal_weight",
               "needs a 'normal' domain: it weighs the cycle of translations to normal")
+        check(self.loss.cyc_detach != "adds" or multi or NORMAL in self.domains, "loss.cyc_detach",
+              "adds needs a 'normal' domain: it holds the cycle's first pass on normal sources")
+        check(self.loss.lambda_partial == 0 or multi or NORMAL in self.domains, "loss.lambda_partial",
+              "needs a 'normal' domain: it mixes translations to normal with their sources")
         check(self.model.img_size == self.data.preprocess.size, "data.preprocess.size",
               f"must equal model.img_size ({self.model.img_size}), got {self.data.preprocess.size}")
 

@@ -71,14 +71,37 @@ class LossConfig:
     # restores from what is visible, e.g. the lung base an added effusion hid. On the phantom
     # removal is unchanged, with or without the cycle of removals (eighth round). 0 = as published.
     cyc_noise: float = 0.0
+    # E in the reference phases too (issue #16's list of candidates): as published, E is updated
+    # in the latent phase only, where the codes it learns to read come from F, never from a real
+    # reference. Here the reference phase's adversarial, diversity and cycle terms also reach E
+    # through E(x_ref) and E(x_real), and E learns to read the reference-guided fake; that term's
+    # target E(x_ref) is held fixed, so it cannot be met by E forgetting the reference.
+    # False = as published.
+    e_ref: bool = False
+    # Partial removals as negatives for D (issue #16, ninth round; CutMix, Yun et al. 2019, as
+    # Schonfeld et al. 2020 use it on D): in the D phases, each removal (a source with findings
+    # translated to normal) is mixed with its source inside a random soft box, and D's normal
+    # head must judge the mix fake. The data's findings hide the whole lung base, so a D trained
+    # on it can take a visible base for "normal"; the mixes show it findings left in one place
+    # beside a base G cleared. 0 = as published.
+    lambda_partial: float = 0.0
+    # The cycle's first pass held fixed (issue #16, ninth round): ``adds`` on rows whose source is
+    # normal, ``all`` on every row. Through the first pass the cycle rewards an add that leaves
+    # the lung it covers readable for the way back; held fixed, the add is shaped by D alone, and
+    # the way back (a removal of G's own effusion from a normal chest, whose hidden lung the
+    # target shows) must infer what the fluid covers, which a removal of a real effusion has to.
+    # "none" = as published.
+    cyc_detach: str = "none"
     r1_weight: float = 1.0
     r1_interval: int = 1  # lazy R1: every k D steps with weight * k (1 = every step, as published)
 
     def __post_init__(self):
         for key in ("lambda_sty", "lambda_ds", "lambda_cyc", "lambda_cls", "lambda_mismatch",
                     "lambda_extent", "lambda_style_match", "lambda_code_match", "lambda_id", "cyc_normal_weight",
-                    "cyc_noise", "r1_weight"):
+                    "cyc_noise", "lambda_partial", "r1_weight"):
             check(getattr(self, key) >= 0, f"loss.{key}", "must be >= 0")
+        check(self.cyc_detach in ("none", "adds", "all"), "loss.cyc_detach",
+              f"must be none, adds or all, got {self.cyc_detach!r}")
         check(self.ds_decay_iters >= 1, "loss.ds_decay_iters", "must be >= 1")
         check(self.r1_interval >= 1, "loss.r1_interval", "must be >= 1")
 
@@ -231,6 +254,18 @@ def extent(x_after: torch.Tensor, x_before: torch.Tensor) -> torch.Tensor:
     return (soft_equalize(x_after.float()) - soft_equalize(x_before.float())).abs().flatten(1).mean(1)
 
 
+def soft_boxes(u: torch.Tensor, size: int, edge_px: float = 1.0) -> torch.Tensor:
+    """(B, 1, size, size) masks in [0, 1], one box per row from uniform draws ``u`` (B, 4): centre
+    (y, x) anywhere, half-height and half-width 10-25 % of the side, edges ramped over about
+    ``edge_px`` pixels (a hard edge would teach D a seam, not a finding)."""
+    c = (torch.arange(size, device=u.device, dtype=u.dtype) + 0.5) / size
+    half = 0.10 + 0.15 * u[:, 2:]
+    ramp = edge_px / size
+    inside_y = torch.sigmoid((half[:, 0:1] - (c[None] - u[:, 0:1]).abs()) / ramp)  # (B, size)
+    inside_x = torch.sigmoid((half[:, 1:2] - (c[None] - u[:, 1:2]).abs()) / ramp)
+    return (inside_y[:, :, None] * inside_x[:, None, :])[:, None]
+
+
 def r1_penalty(d_out: torch.Tensor, x_real: torch.Tensor) -> torch.Tensor:
     """R1 = 0.5 * E ||grad_x D(x_real)||^2, differentiable (double backward) for the D update."""
     (grad,) = torch.autograd.grad(d_out.float().sum(), x_real, create_graph=True)
@@ -253,12 +288,16 @@ def d_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
            r1_weight: float = 1.0, phys: PhysicsAug | None = None,
            fixed_trg: torch.Tensor | None = None, lambda_cls: float = 0.0,
            lambda_mismatch: float = 0.0, lambda_style_match: float = 0.0,
-           fixed_org: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+           fixed_org: torch.Tensor | None = None, lambda_partial: float = 0.0,
+           partial: tuple[torch.Tensor, torch.Tensor] | None = None,
+           ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Discriminator loss: real vs. fake (latent- or reference-guided) plus R1 on real images,
     plus (``lambda_cls``) the classification of the real images' domain and (``lambda_mismatch``)
     real images judged as fake by the head of a domain ``y_trg`` they are not in, and
     (``lambda_style_match``) the style-aware terms: every image judged with its style (real: E's
     code of it; fake: s_trg), and real images with a same-label neighbour's style judged fake.
+    With ``lambda_partial`` and ``partial = (mask, rows)`` the rows that remove findings are
+    mixed, ``mask * x_real + (1 - mask) * x_fake``, and judged fake by their target's head.
 
     With ``phys.cfg.d_augment`` D sees augmented real and fake images (R1 at the augmented
     real, as in ADA); ``fixed_trg`` marks rows whose target has the deterministic style."""
@@ -305,6 +344,14 @@ def d_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
         loss_swap = (per_row * rows).sum() / rows.sum().clamp(min=1)
         loss = loss + lambda_style_match * loss_swap
         terms["style_match"] = loss_swap
+    if lambda_partial > 0 and partial is not None:
+        # Every row is scored (no data-dependent shapes); rows that do not remove weigh 0.
+        mask, rows = partial
+        x_mix = mask * x_real + (1 - mask) * x_fake
+        per_row = adv_bce(nets["D"](_through(phys, "d", x_mix), y_trg), 0.0)
+        loss_partial = (per_row * rows).sum() / rows.sum().clamp(min=1)
+        loss = loss + lambda_partial * loss_partial
+        terms["partial"] = loss_partial
     return loss, {k: v.detach() for k, v in terms.items()}
 
 
@@ -317,7 +364,8 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
            add_rows: torch.Tensor | None = None, d_style: bool = False, lambda_code_match: float = 0.0,
            code_ref: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None,
            lambda_id: float = 0.0, cyc_rows: torch.Tensor | None = None,
-           cyc_noise: torch.Tensor | None = None,
+           cyc_noise: torch.Tensor | None = None, sty_target_fixed: bool = False,
+           cyc_fixed_rows: torch.Tensor | None = None,
            ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Generator loss: adversarial + style reconstruction - diversity sensitivity + cycle,
     plus the physics terms of ``phys`` (style-encoder invariance, generator equivariance),
@@ -328,7 +376,9 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
     references ``code_ref = (x_ref, y_ref, fixed_ref)`` (latent phase). With ``lambda_id`` a real
     image translated with its own style must come back unchanged (identity). ``cyc_rows`` (B,)
     weighs the cycle per row (None: every row 1, the plain mean); ``cyc_noise`` (x_real's shape) is
-    added to the fake before the cycle's second pass."""
+    added to the fake before the cycle's second pass. With ``sty_target_fixed`` the style
+    reconstruction's target is a constant (E updated in the reference phase, ``loss.e_ref``).
+    ``cyc_fixed_rows`` (B,) bool: rows whose fake enters the cycle's second pass as a constant."""
     z_trg, z_trg2 = z_trgs if z_trgs is not None else (None, None)
     x_ref, x_ref2 = x_refs if x_refs is not None else (None, None)
     E, G = nets["E"], nets["G"]
@@ -340,7 +390,7 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
     loss_adv = adv_loss(out_fake, 1.0)
 
     s_pred = E(_through(phys, "sty", x_fake), y_trg)
-    loss_sty = (s_pred.float() - s_trg.float()).abs().mean()
+    loss_sty = (s_pred.float() - (s_trg.detach() if sty_target_fixed else s_trg).float()).abs().mean()
 
     # Diversity sensitivity: two styles for the same target should give different images. The
     # second image is a constant of the loss (no gradient), so it is made without autograd.
@@ -351,7 +401,8 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
 
     # Cycle consistency: back to the source domain with the source's own style.
     s_org = style_code(nets, y_org, x_ref=_through(phys, "e", x_real), fixed=fixed_org)
-    x_rec = G(x_fake if cyc_noise is None else x_fake + cyc_noise, s_org)
+    x_back = x_fake if cyc_fixed_rows is None else torch.where(cyc_fixed_rows[:, None, None, None], x_fake.detach(), x_fake)
+    x_rec = G(x_back if cyc_noise is None else x_back + cyc_noise, s_org)
     if cyc_rows is None:
         loss_cyc = (x_rec.float() - x_real.float()).abs().mean()
     else:

@@ -13,7 +13,7 @@ from ..streams import Stream
 from .accel import Accel
 from .config import RunConfig
 from .ema import ema_update
-from .losses import d_loss, g_loss, lambda_ds_at
+from .losses import d_loss, g_loss, lambda_ds_at, soft_boxes
 from .physics import PhysicsAug
 from .state import EMA_NETS, TrainState
 
@@ -86,6 +86,23 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
                                                      device=accel.device)[rank * b:(rank + 1) * b].to(x_real.dtype)
                      for tag in ("latent", "ref")}
 
+    cyc_fixed = None  # rows whose fake enters the cycle's second pass as a constant
+    if lc.cyc_detach == "all":
+        cyc_fixed = torch.ones(y_org.shape[0], dtype=torch.bool, device=y_org.device)
+    elif lc.cyc_detach == "adds":
+        cyc_fixed = cfg.labels.normal_rows(y_org)
+
+    partial = None  # removals mixed with their source inside a box, for D (one global draw)
+    if lc.lambda_partial > 0:
+        gen = step_generator(cfg.train.seed, step, Stream.STEP_PARTIAL, accel.device)
+        b = x_real.shape[0]
+        u = torch.rand((world * b, 4), generator=gen, device=accel.device)[rank * b:(rank + 1) * b]
+        labels = cfg.labels
+        removing = {tag: (labels.normal_rows(y) & ~labels.normal_rows(y_org)).float()
+                    for tag, y in (("latent", y_trg), ("ref", batch.y_ref))}
+        mask = soft_boxes(u, x_real.shape[-1]).to(x_real.dtype)
+        partial = {tag: (mask, rows) for tag, rows in removing.items()}
+
     # Discriminator: once with a latent-guided fake, once with a reference-guided fake. The
     # style-aware terms (loss.lambda_style_match) pair images with E's codes, so by default they
     # run in the reference phases only: a latent code F(z) is no image's code, and pairing latent
@@ -97,16 +114,18 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
             loss, t = d_loss(fwd, x_real, y_org, y, r1_weight=r1_weight, phys=phys, fixed_trg=fixed[tag],
                             lambda_cls=lc.lambda_cls, lambda_mismatch=lc.lambda_mismatch,
                             lambda_style_match=style_weight[tag],
-                            fixed_org=fixed["org"], **guide)
+                            fixed_org=fixed["org"], lambda_partial=lc.lambda_partial,
+                            partial=None if partial is None else partial[tag], **guide)
         _update(state, loss, ("D",), grad_sync)
         terms.update({f"D/{tag}_{k}": v for k, v in t.items()})
 
-    # Generator: latent-guided updates G, F, E; reference-guided updates G only. Networks a phase
-    # does not update are frozen for it: their weight gradients would be discarded unread
-    # (the published code computes them), and E's passes on x_ref / x_real need no backward.
+    # Generator: latent-guided updates G, F, E; reference-guided updates G only (and E with
+    # loss.e_ref). Networks a phase does not update are frozen for it: their weight gradients
+    # would be discarded unread (the published code computes them), and E's passes on x_ref /
+    # x_real need no backward.
     for tag, y, guide, names in (
         ("latent", y_trg, {"z_trgs": (batch.z_trg, batch.z_trg2)}, ("G", "F", "E")),
-        ("ref", batch.y_ref, {"x_refs": (x_ref, x_ref2)}, ("G",)),
+        ("ref", batch.y_ref, {"x_refs": (x_ref, x_ref2)}, ("G", "E") if lc.e_ref else ("G",)),
     ):
         with frozen(state.nets[n] for n in ("D", "F", "E") if n not in names):
             with accel.autocast():
@@ -116,7 +135,8 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
                                  lambda_code_match=lc.lambda_code_match if tag == "latent" else 0.0,
                                  code_ref=(x_ref, batch.y_ref, fixed["ref"]),
                                  lambda_id=lc.lambda_id if tag == "latent" else 0.0,
-                                 cyc_rows=cyc_rows.get(tag), cyc_noise=cyc_noise.get(tag))
+                                 cyc_rows=cyc_rows.get(tag), cyc_noise=cyc_noise.get(tag),
+                                 sty_target_fixed=lc.e_ref and tag == "ref", cyc_fixed_rows=cyc_fixed)
             _update(state, loss, names, grad_sync)
         terms.update({f"G/{tag}_{k}": v for k, v in t.items()})
 
