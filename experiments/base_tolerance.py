@@ -24,7 +24,8 @@ Last, ``SHAPES``: the lung's *shape* where the fluid hid it. Inside the source's
 (dilated by a pixel) the fluid-free render of the patient with **another patient's lung
 template** (the next source's; the ratio as said), outside it the patient's own fluid-free
 render: a removal that takes all the fluid and draws, where it could not see, a plausible lung
-that is not this patient's. Beside it, the run's own removals (the normal style is fixed, so
+that is not this patient's (and, at the patient's own ratio, with the lung of the source two and
+three further on, to see how much one pairing decides). Beside it, the run's own removals (the normal style is fixed, so
 one per source): their mean |difference| in the model's units, inside the fluid mask, from the
 patient's fluid-free render and from the render with the other lung: does G draw this patient's
 hidden lung, or a lung?
@@ -156,6 +157,14 @@ def main() -> None:
                                        render=lambda row, st: composite(row, other_of[id(row)], st))
         print(f"{name}: read without fluid {r['no_fluid']} (by side {r['by_side']}), fluid area median "
               f"{r['fluid_area_median']:.3f} ({same} of the pairs share a template)")
+    # the same with the second- and third-next source's lung: how much one pairing decides
+    out["shape"]["other pairings, own ratio"] = {}
+    for shift in (2, 3):
+        paired = {id(row): effusions[(i + shift) % len(effusions)] for i, row in enumerate(effusions)}
+        r = out["shape"]["other pairings, own ratio"][shift] = score(
+            [SHAPES["another patient's lung shape, own ratio"]] * len(effusions),
+            render=lambda row, st, paired=paired: composite(row, paired[id(row)], st))
+        print(f"  the lung of the source {shift} further on: read without fluid {r['no_fluid']}")
     if a.out:
         a.out.write_text(json.dumps(out, indent=1))
 

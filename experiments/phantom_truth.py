@@ -220,6 +220,15 @@ TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
     **{f"residual+mismatch+e-equalized+fixed-cross-dlr4-cycfix-{rows}": (
         f"today's default with the cycle's first pass held fixed on {rows} (loss.cyc_detach {rows})",
         {**RMEF_CROSS_DLR4, "loss.cyc_detach": rows}) for rows in ("adds", "all")},
+    # ... the reference's volume: the style decides little of the added size because the
+    # diversity term is met by the side; size diversity asks two styles for edits of different
+    # sizes, alone and beside extent consistency (one style, the same size on two patients).
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-dse1": (
+        "today's default with size diversity (loss.lambda_ds_extent 1)",
+        {**RMEF_CROSS_DLR4, "loss.lambda_ds_extent": 1.0}),
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-dse1-ext10": (
+        "the above with extent consistency (loss.lambda_extent 10)",
+        {**RMEF_CROSS_DLR4, "loss.lambda_ds_extent": 1.0, "loss.lambda_extent": 10.0}),
 }
 # Issue #16 item 1, what limits quality: the remedy-free baseline over base width x steps (one
 # seed; ``baseline`` is width 8, 1500 steps). The diversity weight decays over the whole run.

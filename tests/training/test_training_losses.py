@@ -631,3 +631,23 @@ def test_cyc_fixed_rows_hold_the_cycles_first_pass_on_those_rows_only(tiny_cfg):
     from xraystyle.training.config import RunConfig
 
     assert from_dict(RunConfig, {"domains": ["effusion", "nodule"], "loss": {"cyc_detach": "all"}}).loss.cyc_detach == "all"
+
+
+def test_lambda_ds_extent_rewards_two_styles_changing_the_source_by_different_amounts(tiny_cfg):
+    """The term is the mean |extent(G(x, s1), x) - extent(G(x, s2), x)| and is subtracted (a
+    diversity); with one style for both (a fixed target style) it is 0."""
+    from xraystyle.training.losses import extent
+
+    nets, x, y_org, y_trg, z = _four_rows(tiny_cfg, [0, 0, 1, 0], [1, 1, 0, 1])
+    torch.manual_seed(1)
+    base, t0 = g_loss(nets, x, y_org, y_trg, z_trgs=z)
+    torch.manual_seed(1)
+    loss, t = g_loss(nets, x, y_org, y_trg, z_trgs=z, lambda_ds_extent=2.0)
+    assert "ds_extent" not in t0
+    with torch.no_grad():
+        sizes = [extent(nets["G"](x, nets["F"](zz, y_trg)), x) for zz in z]
+    assert t["ds_extent"].item() == pytest.approx((sizes[0] - sizes[1]).abs().mean().item(), rel=1e-4)
+    assert t["ds_extent"].item() > 0
+    assert loss.item() == pytest.approx((base - 2.0 * t["ds_extent"]).item(), rel=1e-4)
+    _, t_same = g_loss(nets, x, y_org, y_trg, z_trgs=(z[0], z[0]), lambda_ds_extent=2.0)
+    assert t_same["ds_extent"].item() == 0.0

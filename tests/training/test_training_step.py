@@ -323,3 +323,12 @@ def test_cyc_detach_holds_the_first_pass_of_the_chosen_rows(tiny_cfg, fetcher, m
     calls.clear()
     run(tiny_cfg, fetcher, 1)
     assert [f for _, f in calls] == [None, None]
+
+
+def test_lambda_ds_extent_reaches_both_generator_phases(tiny_cfg, fetcher, monkeypatch):
+    seen = spy_g_loss(monkeypatch, "lambda_ds_extent")
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg.loss.lambda_ds_extent = 0.5
+    _, terms = run(cfg, fetcher, 1)
+    assert [w for _, w in seen] == [0.5, 0.5]
+    assert torch.isfinite(terms[0]["G/latent_ds_extent"]) and torch.isfinite(terms[0]["G/ref_ds_extent"])

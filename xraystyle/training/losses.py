@@ -92,13 +92,19 @@ class LossConfig:
     # target shows) must infer what the fluid covers, which a removal of a real effusion has to.
     # "none" = as published.
     cyc_detach: str = "none"
+    # Size diversity (issue #16, ninth round): two styles for the same target must change the
+    # source by different amounts (the extent of each edit, mean |change| of the soft-equalised
+    # images, so exposure does not count). The published diversity term is met by any difference
+    # and on the phantom by the side alone: the style decides little of the size. Not decayed.
+    # 0 = as published.
+    lambda_ds_extent: float = 0.0
     r1_weight: float = 1.0
     r1_interval: int = 1  # lazy R1: every k D steps with weight * k (1 = every step, as published)
 
     def __post_init__(self):
         for key in ("lambda_sty", "lambda_ds", "lambda_cyc", "lambda_cls", "lambda_mismatch",
                     "lambda_extent", "lambda_style_match", "lambda_code_match", "lambda_id", "cyc_normal_weight",
-                    "cyc_noise", "lambda_partial", "r1_weight"):
+                    "cyc_noise", "lambda_partial", "lambda_ds_extent", "r1_weight"):
             check(getattr(self, key) >= 0, f"loss.{key}", "must be >= 0")
         check(self.cyc_detach in ("none", "adds", "all"), "loss.cyc_detach",
               f"must be none, adds or all, got {self.cyc_detach!r}")
@@ -365,7 +371,7 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
            code_ref: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None,
            lambda_id: float = 0.0, cyc_rows: torch.Tensor | None = None,
            cyc_noise: torch.Tensor | None = None, sty_target_fixed: bool = False,
-           cyc_fixed_rows: torch.Tensor | None = None,
+           cyc_fixed_rows: torch.Tensor | None = None, lambda_ds_extent: float = 0.0,
            ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Generator loss: adversarial + style reconstruction - diversity sensitivity + cycle,
     plus the physics terms of ``phys`` (style-encoder invariance, generator equivariance),
@@ -378,7 +384,8 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
     weighs the cycle per row (None: every row 1, the plain mean); ``cyc_noise`` (x_real's shape) is
     added to the fake before the cycle's second pass. With ``sty_target_fixed`` the style
     reconstruction's target is a constant (E updated in the reference phase, ``loss.e_ref``).
-    ``cyc_fixed_rows`` (B,) bool: rows whose fake enters the cycle's second pass as a constant."""
+    ``cyc_fixed_rows`` (B,) bool: rows whose fake enters the cycle's second pass as a constant.
+    With ``lambda_ds_extent`` the two styles' edits must also differ in size (``extent``)."""
     z_trg, z_trg2 = z_trgs if z_trgs is not None else (None, None)
     x_ref, x_ref2 = x_refs if x_refs is not None else (None, None)
     E, G = nets["E"], nets["G"]
@@ -410,6 +417,10 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
 
     loss = loss_adv + lambda_sty * loss_sty - lambda_ds * loss_ds + lambda_cyc * loss_cyc
     terms = {"adv": loss_adv, "sty": loss_sty, "ds": loss_ds, "cyc": loss_cyc}
+    if lambda_ds_extent > 0:
+        loss_dse = (extent(x_fake, x_real) - extent(x_fake2, x_real)).abs().mean()
+        loss = loss - lambda_ds_extent * loss_dse
+        terms["ds_extent"] = loss_dse
     if lambda_id > 0:
         loss_id = (G(x_real, s_org).float() - x_real.float()).abs().mean()
         loss = loss + lambda_id * loss_id

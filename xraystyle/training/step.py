@@ -136,7 +136,8 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
                                  code_ref=(x_ref, batch.y_ref, fixed["ref"]),
                                  lambda_id=lc.lambda_id if tag == "latent" else 0.0,
                                  cyc_rows=cyc_rows.get(tag), cyc_noise=cyc_noise.get(tag),
-                                 sty_target_fixed=lc.e_ref and tag == "ref", cyc_fixed_rows=cyc_fixed)
+                                 sty_target_fixed=lc.e_ref and tag == "ref", cyc_fixed_rows=cyc_fixed,
+                                 lambda_ds_extent=lc.lambda_ds_extent)
             _update(state, loss, names, grad_sync)
         terms.update({f"G/{tag}_{k}": v for k, v in t.items()})
 
