@@ -25,10 +25,10 @@ Last, ``SHAPES``: the lung's *shape* where the fluid hid it. Inside the source's
 template** (the next source's; the ratio as said), outside it the patient's own fluid-free
 render: a removal that takes all the fluid and draws, where it could not see, a plausible lung
 that is not this patient's (and, at the patient's own ratio, with the lung of the source two and
-three further on, to see how much one pairing decides). Beside it, the run's own removals (the normal style is fixed, so
-one per source): their mean |difference| in the model's units, inside the fluid mask, from the
-patient's fluid-free render and from the render with the other lung: does G draw this patient's
-hidden lung, or a lung?
+three further on, to see how much one pairing decides). Beside it, the run's own removals (the
+normal style is fixed, so one per source): their mean |difference| in the model's units, inside
+the fluid mask, from the patient's fluid-free render and from the render with the other lung:
+does G draw this patient's hidden lung, or a lung?
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def main() -> None:
     def fluid_free(row, stretch=lambda own: own, lung_of=None, params=None):
         # render_phantom's own steps (same streams, so the same patient, physics and noise), with
         # the lung's height ratio set by ``stretch`` from the patient's own, the lung template of
-        # the anatomy ``lung_of`` if given, and the findings ``params`` (none by default)
+        # the anatomy ``lung_of`` if given, and no finding unless ``params`` (the source's) are
         streams = _streams(_seed_sequence(row.seed))
         anatomy = draw_anatomy(streams["anatomy"], _lung_source(row))
         anatomy = dataclasses.replace(anatomy, lung_stretch=stretch(anatomy.lung_stretch))
@@ -92,17 +92,21 @@ def main() -> None:
                                           procedural_seed=lung_of.procedural_seed)
         return _render(anatomy, dict(params or {}), resolve_physics(dict(row.physics)), streams["noise"], row.size)
 
+    # per source, rendered once: the source itself and the patient without fluid
+    sources = {id(row): fluid_free(row, params=row.params) for row in effusions}
+    own_free = {id(row): fluid_free(row) for row in effusions}
+
     def composite(row, other, stretch):
-        own_free = fluid_free(row)
-        hidden = ndi.binary_dilation(fluid_free(row, params=row.params).masks["effusion"], iterations=1)
+        hidden = ndi.binary_dilation(sources[id(row)].masks["effusion"], iterations=1)
         drawn = fluid_free(row, stretch, lung_of=anatomy_of(other))
-        return dataclasses.replace(own_free, image=np.where(hidden, drawn.image, own_free.image))
+        own_image = own_free[id(row)].image
+        return dataclasses.replace(own_free[id(row)], image=np.where(hidden, drawn.image, own_image))
 
     def lowest_row(sample):  # at the model's size
         lungs = sample.anatomy_masks["lung_right"] | sample.anatomy_masks["lung_left"]
         return float(np.flatnonzero(lungs.any(axis=1))[-1]) * size / lungs.shape[0]
 
-    own = [lowest_row(fluid_free(row)) for row in effusions]  # each patient's own base
+    own = [lowest_row(own_free[id(row)]) for row in effusions]  # each patient's own base
     bases = [patient_baseline(row.seed, size, row.physics, lung_source=_lung_source(row)) for row in effusions]
     sides = [row.params["effusion"]["side"] for row in effusions]
 
@@ -136,12 +140,12 @@ def main() -> None:
     y = model.labels.parse("normal")
     d_own, d_other, d_lungs = [], [], []
     for row, other in zip(effusions, others):
-        source = fluid_free(row, params=row.params)
+        source = sources[id(row)]
         hidden = np.asarray(Image.fromarray(source.masks["effusion"]).resize((size, size), Image.NEAREST))
         x = torch.from_numpy(prepare(source, model.preprocess))[None, None]
         with torch.no_grad():
             removal = translate_latent(model.nets, x, y, torch.zeros(1, model.latent_dim), model.fixed(y))[0, 0].numpy()
-        own_img = prepare(fluid_free(row), model.preprocess)
+        own_img = prepare(own_free[id(row)], model.preprocess)
         other_img = prepare(fluid_free(row, lung_of=anatomy_of(other)), model.preprocess)
         d_own.append(float(np.abs(removal - own_img)[hidden].mean()))
         d_other.append(float(np.abs(removal - other_img)[hidden].mean()))

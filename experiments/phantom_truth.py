@@ -220,6 +220,11 @@ TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
     **{f"residual+mismatch+e-equalized+fixed-cross-dlr4-cycfix-{rows}": (
         f"today's default with the cycle's first pass held fixed on {rows} (loss.cyc_detach {rows})",
         {**RMEF_CROSS_DLR4, "loss.cyc_detach": rows}) for rows in ("adds", "all")},
+    # ... held on adds, an honest way back may need more steps to learn the hidden outline than
+    # a readable one: twice the steps (against today's default at twice the steps, `-i3000`).
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-cycfix-adds-i3000": (
+        "today's default with the cycle's first pass held on adds, trained 3000 steps",
+        {**RMEF_CROSS_DLR4, "loss.cyc_detach": "adds", "train.iters": 3000, "loss.ds_decay_iters": 3000}),
     # ... the reference's volume: the style decides little of the added size because the
     # diversity term is met by the side; size diversity asks two styles for edits of different
     # sizes, alone and beside extent consistency (one style, the same size on two patients).

@@ -627,6 +627,9 @@ def test_cyc_fixed_rows_hold_the_cycles_first_pass_on_those_rows_only(tiny_cfg):
     # rows 1 and 2 keep the cycle's gradient through the fake; rows 0 and 3 lose it
     assert torch.allclose(terms["held"]["grad"][[1, 2]], terms["plain"]["grad"][[1, 2]])
     assert (terms["held"]["grad"][[0, 3]] < terms["plain"]["grad"][[0, 3]]).all()
+
+
+def test_cyc_detach_all_needs_no_normal_domain():
     from xraystyle.config import from_dict
     from xraystyle.training.config import RunConfig
 

@@ -75,28 +75,30 @@ class LossConfig:
     # in the latent phase only, where the codes it learns to read come from F, never from a real
     # reference. Here the reference phase's adversarial, diversity and cycle terms also reach E
     # through E(x_ref) and E(x_real), and E learns to read the reference-guided fake; that term's
-    # target E(x_ref) is held fixed, so it cannot be met by E forgetting the reference.
-    # False = as published.
+    # target E(x_ref) is held fixed, so it cannot be met by E forgetting the reference. On the
+    # phantom G then stops rendering E's codes: the reference's side no longer reaches the output
+    # (ninth round). False = as published.
     e_ref: bool = False
     # Partial removals as negatives for D (issue #16, ninth round; CutMix, Yun et al. 2019, as
     # Schonfeld et al. 2020 use it on D): in the D phases, each removal (a source with findings
     # translated to normal) is mixed with its source inside a random soft box, and D's normal
     # head must judge the mix fake. The data's findings hide the whole lung base, so a D trained
     # on it can take a visible base for "normal"; the mixes show it findings left in one place
-    # beside a base G cleared. 0 = as published.
+    # beside a base G cleared. On the phantom D still takes the remnants for normal chests and
+    # removal is unchanged (ninth round). 0 = as published.
     lambda_partial: float = 0.0
     # The cycle's first pass held fixed (issue #16, ninth round): ``adds`` on rows whose source is
     # normal, ``all`` on every row. Through the first pass the cycle rewards an add that leaves
     # the lung it covers readable for the way back; held fixed, the add is shaped by D alone, and
     # the way back (a removal of G's own effusion from a normal chest, whose hidden lung the
     # target shows) must infer what the fluid covers, which a removal of a real effusion has to.
-    # "none" = as published.
+    # On the phantom removal is unchanged and identity suffers (ninth round). "none" = as published.
     cyc_detach: str = "none"
     # Size diversity (issue #16, ninth round): two styles for the same target must change the
     # source by different amounts (the extent of each edit, mean |change| of the soft-equalised
     # images, so exposure does not count). The published diversity term is met by any difference
     # and on the phantom by the side alone: the style decides little of the size. Not decayed.
-    # 0 = as published.
+    # On the phantom the style decides no more of the size with it (ninth round). 0 = as published.
     lambda_ds_extent: float = 0.0
     r1_weight: float = 1.0
     r1_interval: int = 1  # lazy R1: every k D steps with weight * k (1 = every step, as published)
