@@ -78,13 +78,18 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
         cyc_rows = {tag: torch.where(cfg.labels.normal_rows(y), lc.cyc_normal_weight, 1.0)
                     for tag, y in (("latent", y_trg), ("ref", batch.y_ref))}
 
-    cyc_noise = {}  # noise on the fake before the cycle's second pass: one global draw, this rank's rows
+    def this_ranks_rows(stream: Stream, draw: Callable[[int, torch.Generator], torch.Tensor],
+                        times: int = 1) -> list[torch.Tensor]:
+        # ``times`` draws for the global batch from (seed, step, stream), one after the other, each
+        # sliced to this rank's rows: the same images get the same draws whatever the world size.
+        b, gen = x_real.shape[0], step_generator(cfg.train.seed, step, stream, accel.device)
+        return [draw(world * b, gen)[rank * b:(rank + 1) * b] for _ in range(times)]
+
+    cyc_noise = {}  # noise on the fake before the cycle's second pass, one draw per G phase
     if lc.cyc_noise > 0:
-        gen = step_generator(cfg.train.seed, step, Stream.STEP_CYCLE_NOISE, accel.device)
-        b = x_real.shape[0]
-        cyc_noise = {tag: lc.cyc_noise * torch.randn((world * b, *x_real.shape[1:]), generator=gen,
-                                                     device=accel.device)[rank * b:(rank + 1) * b].to(x_real.dtype)
-                     for tag in ("latent", "ref")}
+        noise = this_ranks_rows(Stream.STEP_CYCLE_NOISE, lambda n, gen: torch.randn(
+            (n, *x_real.shape[1:]), generator=gen, device=accel.device), times=2)
+        cyc_noise = {tag: lc.cyc_noise * n.to(x_real.dtype) for tag, n in zip(("latent", "ref"), noise)}
 
     cyc_fixed = None  # rows whose fake enters the cycle's second pass as a constant
     if lc.cyc_detach == "all":
@@ -92,11 +97,9 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
     elif lc.cyc_detach == "adds":
         cyc_fixed = cfg.labels.normal_rows(y_org)
 
-    partial = None  # removals mixed with their source inside a box, for D (one global draw)
+    partial = None  # removals mixed with their source inside a box, for D
     if lc.lambda_partial > 0:
-        gen = step_generator(cfg.train.seed, step, Stream.STEP_PARTIAL, accel.device)
-        b = x_real.shape[0]
-        u = torch.rand((world * b, 4), generator=gen, device=accel.device)[rank * b:(rank + 1) * b]
+        (u,) = this_ranks_rows(Stream.STEP_PARTIAL, lambda n, gen: torch.rand((n, 4), generator=gen, device=accel.device))
         labels = cfg.labels
         removing = {tag: (labels.normal_rows(y) & ~labels.normal_rows(y_org)).float()
                     for tag, y in (("latent", y_trg), ("ref", batch.y_ref))}
