@@ -234,6 +234,13 @@ TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
     "residual+mismatch+e-equalized+fixed-cross-dlr4-dse1-ext10": (
         "the above with extent consistency (loss.lambda_extent 10)",
         {**RMEF_CROSS_DLR4, "loss.lambda_ds_extent": 1.0, "loss.lambda_extent": 10.0}),
+    # Tenth round: the reference's volume. E's codes of real references carry little of how high
+    # the fluid stands (probe R^2 about 0.1), so no G can render it from them; and G renders little
+    # of the size from any style. A part of the style that only the finding's geometry explains:
+    # E predicts where a removal changes its source, an add changes its source where its style says.
+    **{f"residual+mismatch+e-equalized+fixed-cross-dlr4-geo{tag}": (
+        f"today's default with the finding's geometry in the style (loss.lambda_geometry {w})",
+        {**RMEF_CROSS_DLR4, "loss.lambda_geometry": w}) for tag, w in (("1", 1.0), ("3", 3.0))},
 }
 # Issue #16 item 1, what limits quality: the remedy-free baseline over base width x steps (one
 # seed; ``baseline`` is width 8, 1500 steps). The diversity weight decays over the whole run.

@@ -296,7 +296,7 @@ def test_lambda_extent_compares_one_style_on_two_normal_sources(tiny_cfg):
 
 
 @pytest.mark.parametrize("key, value, invalid", [("lambda_extent", 1.0, -1.0), ("lambda_partial", 1.0, -1.0),
-                                               ("cyc_detach", "adds", "removals")])
+                                               ("cyc_detach", "adds", "removals"), ("lambda_geometry", 1.0, -1.0)])
 def test_keys_that_need_a_normal_domain(key, value, invalid):
     """Refused without a 'normal' domain and for an invalid value, naming the key; accepted with one."""
     from xraystyle.config import from_dict
@@ -654,3 +654,92 @@ def test_lambda_ds_extent_rewards_two_styles_changing_the_source_by_different_am
     assert loss.item() == pytest.approx((base - 2.0 * t["ds_extent"]).item(), rel=1e-4)
     _, t_same = g_loss(nets, x, y_org, y_trg, z_trgs=(z[0], z[0]), lambda_ds_extent=2.0)
     assert t_same["ds_extent"].item() == 0.0
+
+
+def test_change_geometry_says_where_an_edit_changed_the_image_not_how_much():
+    """A distribution over the 8 x 2 grid (height bands x image halves): an edit confined to the
+    lowest band of the image's left half puts (almost) all its mass in that cell, whatever its size."""
+    from xraystyle.training.losses import GEOMETRY_CELLS, GEOMETRY_GRID, change_geometry
+
+    before = torch.zeros(2, 1, 32, 32)
+    after = before.clone()
+    after[0, :, 28:, :16] = 0.5  # lowest band (rows 28-31), image left half
+    after[1, :, 28:, :16] = 0.05
+    g = change_geometry(after, before)
+    assert g.shape == (2, GEOMETRY_CELLS) and torch.allclose(g.sum(1), torch.ones(2))
+    cell = (GEOMETRY_GRID[0] - 1) * GEOMETRY_GRID[1] + 0  # row-major: last band, left half
+    assert (g[:, cell] > 0.99).all()
+    assert torch.allclose(g[0], g[1], atol=1e-3)  # ten times the change, the same geometry
+    right = before.clone()
+    right[:, :, :4, 16:] = 1.0  # top band, right half
+    assert (change_geometry(right, before)[:, 1] > 0.99).all()
+
+
+def test_lambda_geometry_adds_follow_the_style_and_e_predicts_removals(tiny_cfg):
+    """geometry_g is KL(the style's geometry || the add's change geometry) over the adding rows,
+    geometry_e KL(the removal's change geometry || E's code's geometry) over the removing rows;
+    the style's reading reaches neither G's term's gradient (F gets none from it), E's term
+    trains E only, and without removal rows there is no E term."""
+    from xraystyle.models.style import style_code
+    from xraystyle.training.losses import change_geometry, style_geometry
+
+    nets, x, y_org, y_trg, z = _four_rows(tiny_cfg, [0, 0, 1, 1], [1, 1, 0, 0])
+    adds, removals = torch.tensor([True, False, False, False]), torch.tensor([False, False, True, True])
+    fixed = torch.tensor([False, False, True, True])  # the normal targets' deterministic style
+    torch.manual_seed(1)
+    base, t0 = g_loss(nets, x, y_org, y_trg, z_trgs=z, fixed_trg=fixed)
+    torch.manual_seed(1)
+    loss, t = g_loss(nets, x, y_org, y_trg, z_trgs=z, fixed_trg=fixed, lambda_geometry=2.0,
+                     geometry_rows=(adds, removals))
+    assert "geometry_g" not in t0 and "geometry_e" not in t0
+    with torch.no_grad():
+        s_trg = style_code(nets, y_trg, z=z[0], fixed=fixed)
+        x_fake = nets["G"](x, s_trg)
+        p = style_geometry(s_trg).exp()
+        kl_g = (p * (p.log() - change_geometry(x_fake, x).log())).sum(1)
+        q = change_geometry(x, x_fake)
+        kl_e = (q * (q.log() - style_geometry(nets["E"](x, y_org)))).sum(1)
+    assert t["geometry_g"].item() == pytest.approx(kl_g[0].item(), rel=1e-4)
+    assert t["geometry_e"].item() == pytest.approx(kl_e[2:].mean().item(), rel=1e-4)
+    assert loss.item() == pytest.approx((base + 2.0 * (t["geometry_g"] + t["geometry_e"])).item(), rel=1e-4)
+    _, t_no_e = g_loss(nets, x, y_org, y_trg, z_trgs=z, fixed_trg=fixed, lambda_geometry=2.0,
+                       geometry_rows=(torch.zeros(4, dtype=torch.bool), None))
+    assert t_no_e["geometry_g"].item() == 0.0 and "geometry_e" not in t_no_e
+
+    # The terms' gradients. G's term reaches G; the style's reading is a constant of it, so with a
+    # G that ignores its style F gets nothing from the term. E's term reaches E alone (the
+    # removal's geometry is a constant).
+    real_g = nets["G"]
+
+    class Styleless(nn.Module):
+        def forward(self, x_in, s):
+            return real_g(x_in, torch.zeros_like(s))
+
+    def grads(g=real_g, **kw):
+        for k in "GFE":
+            nets[k].zero_grad(set_to_none=True)
+        torch.manual_seed(1)
+        g_loss({**nets, "G": g}, x, y_org, y_trg, z_trgs=z, fixed_trg=fixed, **kw)[0].backward()
+        return {k: torch.cat([p.grad.flatten() for p in nets[k].parameters() if p.grad is not None])
+                for k in "GFE"}
+
+    plain = grads()
+    with_g = grads(lambda_geometry=2.0, geometry_rows=(adds, None))
+    assert not torch.allclose(with_g["G"], plain["G"])
+    styleless = Styleless()
+    assert torch.allclose(grads(styleless, lambda_geometry=2.0, geometry_rows=(adds, None))["F"],
+                          grads(styleless)["F"], atol=1e-7)
+    with_e = grads(lambda_geometry=2.0, geometry_rows=(torch.zeros(4, dtype=torch.bool), removals))
+    assert torch.allclose(with_e["G"], plain["G"], atol=1e-7) and torch.allclose(with_e["F"], plain["F"], atol=1e-7)
+    assert not torch.allclose(with_e["E"], plain["E"])
+
+
+def test_lambda_geometry_needs_a_style_that_holds_the_grid():
+    from xraystyle.config import from_dict
+    from xraystyle.errors import ConfigError
+    from xraystyle.training.config import RunConfig
+    from xraystyle.training.losses import GEOMETRY_CELLS
+
+    with pytest.raises(ConfigError, match="model.style_dim >= 16"):
+        from_dict(RunConfig, {"model": {"style_dim": GEOMETRY_CELLS - 1}, "loss": {"lambda_geometry": 1.0}})
+    assert from_dict(RunConfig, {"model": {"style_dim": GEOMETRY_CELLS}, "loss": {"lambda_geometry": 1.0}})

@@ -332,3 +332,33 @@ def test_lambda_ds_extent_reaches_both_generator_phases(tiny_cfg, fetcher, monke
     _, terms = run(cfg, fetcher, 1)
     assert [w for _, w in seen] == [0.5, 0.5]
     assert torch.isfinite(terms[0]["G/latent_ds_extent"]) and torch.isfinite(terms[0]["G/ref_ds_extent"])
+
+
+def test_lambda_geometry_reaches_both_generator_phases_and_e_only_where_e_learns(tiny_cfg, fetcher, monkeypatch):
+    """Adding rows (normal source, finding target) in both G phases; removing rows (finding source,
+    normal target) in the latent phase, where E is updated, and not in the reference phase."""
+    import xraystyle.training.step as step_mod
+
+    seen, real_g_loss = [], step_mod.g_loss
+
+    def spy(*args, **kw):
+        seen.append((args[2], args[3], kw.get("geometry_rows")))
+        return real_g_loss(*args, **kw)
+
+    monkeypatch.setattr(step_mod, "g_loss", spy)
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg.loss.lambda_geometry = 1.0
+    _, terms = run(cfg, fetcher, 4)
+    normal = cfg.domains.index("normal")
+    lat, ref = seen[0::2], seen[1::2]
+    for (y_org, y_lat, (adds_lat, rem_lat)), (_, y_ref, (adds_ref, rem_ref)) in zip(lat, ref):
+        assert torch.equal(adds_lat, (y_org == normal) & (y_lat != normal))
+        assert torch.equal(rem_lat, (y_org != normal) & (y_lat == normal))
+        assert torch.equal(adds_ref, (y_org == normal) & (y_ref != normal)) and rem_ref is None
+    assert any(rows[0].any() for *_, rows in lat) and any(rows[1].any() for *_, rows in lat)
+    for k in ("G/latent_geometry_g", "G/latent_geometry_e", "G/ref_geometry_g"):
+        assert torch.isfinite(terms[0][k])
+    assert "G/ref_geometry_e" not in terms[0]
+    seen.clear()
+    run(tiny_cfg, fetcher, 1)
+    assert [rows for *_, rows in seen] == [None, None]

@@ -17,7 +17,7 @@ from ..models.conditioning import is_set_conditioning
 from ..models.config import ModelConfig
 from ..models.labels import LabelSpace
 from ..transforms.config import AugmentConfig, PreprocessConfig
-from .losses import LossConfig
+from .losses import GEOMETRY_CELLS, LossConfig
 from .physics import PhysicsConfig
 
 
@@ -133,6 +133,10 @@ class RunConfig:
               "adds needs a 'normal' domain: it holds the cycle's first pass on normal sources")
         check(self.loss.lambda_partial == 0 or multi or NORMAL in self.domains, "loss.lambda_partial",
               "needs a 'normal' domain: it mixes translations to normal with their sources")
+        check(self.loss.lambda_geometry == 0 or multi or NORMAL in self.domains, "loss.lambda_geometry",
+              "needs a 'normal' domain: it reads where translations to and from normal change the image")
+        check(self.loss.lambda_geometry == 0 or self.model.style_dim >= GEOMETRY_CELLS, "loss.lambda_geometry",
+              f"needs model.style_dim >= {GEOMETRY_CELLS}: the style's first {GEOMETRY_CELLS} dims hold the geometry")
         check(self.model.img_size == self.data.preprocess.size, "data.preprocess.size",
               f"must equal model.img_size ({self.model.img_size}), got {self.data.preprocess.size}")
 

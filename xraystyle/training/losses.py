@@ -100,13 +100,23 @@ class LossConfig:
     # and on the phantom by the side alone: the style decides little of the size. Not decayed.
     # On the phantom the style decides no more of the size with it (ninth round). 0 = as published.
     lambda_ds_extent: float = 0.0
+    # Finding geometry in the style (issue #16, tenth round): the style's first GEOMETRY_CELLS
+    # dims, read as a distribution over a grid of height bands x image halves, say where the
+    # finding sits. E must predict from an image with findings where its removal changes it
+    # (latent phase, where E is updated), and an add must change its source where its style says
+    # (both G phases, the style's reading a constant). Both sides are self-supervised from real
+    # images and G's own edits: no finding masks. As published, nothing asks E(x_ref) to carry
+    # how high the fluid stands (a probe reads volume off E's codes at R^2 about 0.1) nor G to
+    # render it from the style. On the phantom both halves are met and the reference's volume
+    # still does not follow, while its acquisition comes through (tenth round). 0 = as published.
+    lambda_geometry: float = 0.0
     r1_weight: float = 1.0
     r1_interval: int = 1  # lazy R1: every k D steps with weight * k (1 = every step, as published)
 
     def __post_init__(self):
         for key in ("lambda_sty", "lambda_ds", "lambda_cyc", "lambda_cls", "lambda_mismatch",
                     "lambda_extent", "lambda_style_match", "lambda_code_match", "lambda_id", "cyc_normal_weight",
-                    "cyc_noise", "lambda_partial", "lambda_ds_extent", "r1_weight"):
+                    "cyc_noise", "lambda_partial", "lambda_ds_extent", "lambda_geometry", "r1_weight"):
             check(getattr(self, key) >= 0, f"loss.{key}", "must be >= 0")
         check(self.cyc_detach in ("none", "adds", "all"), "loss.cyc_detach",
               f"must be none, adds or all, got {self.cyc_detach!r}")
@@ -262,6 +272,29 @@ def extent(x_after: torch.Tensor, x_before: torch.Tensor) -> torch.Tensor:
     return (soft_equalize(x_after.float()) - soft_equalize(x_before.float())).abs().flatten(1).mean(1)
 
 
+GEOMETRY_GRID = (8, 2)  # height bands x image halves: a finding's side and how high it stands
+GEOMETRY_CELLS = GEOMETRY_GRID[0] * GEOMETRY_GRID[1]
+
+
+def change_geometry(x_after: torch.Tensor, x_before: torch.Tensor) -> torch.Tensor:
+    """Per image, where an edit changed it: |change| pooled over ``GEOMETRY_GRID`` and normalised
+    to a distribution over its cells (how much it changed does not count, only where)."""
+    d = (x_after.float() - x_before.float()).abs().mean(1, keepdim=True)
+    cells = nnf.adaptive_avg_pool2d(d, GEOMETRY_GRID).flatten(1) + 1e-6
+    return cells / cells.sum(1, keepdim=True)
+
+
+def style_geometry(s: torch.Tensor) -> torch.Tensor:
+    """Log-distribution over ``GEOMETRY_GRID`` read from the style's first ``GEOMETRY_CELLS`` dims."""
+    return nnf.log_softmax(s[:, :GEOMETRY_CELLS].float(), dim=1)
+
+
+def _kl_rows(p: torch.Tensor, log_q: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Mean KL(p || q) over the bool ``rows`` (every row computed, others weigh 0; 0 without rows)."""
+    kl = (p * (p.clamp(min=1e-12).log() - log_q)).sum(1)
+    return (kl * rows).sum() / rows.sum().clamp(min=1)
+
+
 def soft_boxes(u: torch.Tensor, size: int, edge_px: float = 1.0) -> torch.Tensor:
     """(B, 1, size, size) masks in [0, 1], one box per row from uniform draws ``u`` (B, 4): centre
     (y, x) anywhere, half-height and half-width 10-25 % of the side, edges ramped over about
@@ -374,6 +407,8 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
            lambda_id: float = 0.0, cyc_rows: torch.Tensor | None = None,
            cyc_noise: torch.Tensor | None = None, sty_target_fixed: bool = False,
            cyc_fixed_rows: torch.Tensor | None = None, lambda_ds_extent: float = 0.0,
+           lambda_geometry: float = 0.0,
+           geometry_rows: tuple[torch.Tensor, torch.Tensor | None] | None = None,
            ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Generator loss: adversarial + style reconstruction - diversity sensitivity + cycle,
     plus the physics terms of ``phys`` (style-encoder invariance, generator equivariance),
@@ -387,7 +422,10 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
     added to the fake before the cycle's second pass. With ``sty_target_fixed`` the style
     reconstruction's target is a constant (E updated in the reference phase, ``loss.e_ref``).
     ``cyc_fixed_rows`` (B,) bool: rows whose fake enters the cycle's second pass as a constant.
-    With ``lambda_ds_extent`` the two styles' edits must also differ in size (``extent``)."""
+    With ``lambda_ds_extent`` the two styles' edits must also differ in size (``extent``). With
+    ``lambda_geometry`` and ``geometry_rows = (adds, removals)`` (bool rows; removals None where E
+    is not trained) an add must change its source where its style's geometry says, and E's code
+    of a removal's source must predict where the removal changed it (``change_geometry``)."""
     z_trg, z_trg2 = z_trgs if z_trgs is not None else (None, None)
     x_ref, x_ref2 = x_refs if x_refs is not None else (None, None)
     E, G = nets["E"], nets["G"]
@@ -423,6 +461,17 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
         loss_dse = (extent(x_fake, x_real) - extent(x_fake2, x_real)).abs().mean()
         loss = loss - lambda_ds_extent * loss_dse
         terms["ds_extent"] = loss_dse
+    if lambda_geometry > 0 and geometry_rows is not None:
+        adds, removals = geometry_rows
+        p_style = style_geometry(s_trg).exp().detach()  # the style says; G must follow
+        loss_geo = _kl_rows(p_style, change_geometry(x_fake, x_real).log(), adds)
+        terms["geometry_g"] = loss_geo
+        if removals is not None:
+            q_change = change_geometry(x_real, x_fake).detach()  # the removal shows; E must predict
+            loss_geo_e = _kl_rows(q_change, style_geometry(s_org), removals)
+            loss_geo = loss_geo + loss_geo_e
+            terms["geometry_e"] = loss_geo_e
+        loss = loss + lambda_geometry * loss_geo
     if lambda_id > 0:
         loss_id = (G(x_real, s_org).float() - x_real.float()).abs().mean()
         loss = loss + lambda_id * loss_id

@@ -67,11 +67,13 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
         phys = PhysicsAug(cfg.physics, step_generator(cfg.train.seed, step, Stream.STEP_PHYSICS, accel.device), rank, world)
     fixed = {name: cfg.fixed_style_rows(y) for name, y in
              (("org", y_org), ("latent", y_trg), ("ref", batch.y_ref))}
-    adding = {}  # rows that add a finding to a normal source (extent consistency)
-    if lc.lambda_extent > 0:
+    adding, removing = {}, {}  # rows that add a finding to a normal source, rows that remove all
+    if lc.lambda_extent > 0 or lc.lambda_geometry > 0 or lc.lambda_partial > 0:
         labels = cfg.labels
         normal_org = labels.normal_rows(y_org)
-        adding = {tag: normal_org & ~labels.normal_rows(y) for tag, y in (("latent", y_trg), ("ref", batch.y_ref))}
+        for tag, y in (("latent", y_trg), ("ref", batch.y_ref)):
+            normal_trg = labels.normal_rows(y)
+            adding[tag], removing[tag] = normal_org & ~normal_trg, ~normal_org & normal_trg
 
     cyc_rows = {}  # the cycle's per-row weight, where removals weigh other than adds
     if lc.cyc_normal_weight != 1.0:
@@ -100,11 +102,8 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
     partial = None  # removals mixed with their source inside a box, for D
     if lc.lambda_partial > 0:
         (u,) = this_ranks_rows(Stream.STEP_PARTIAL, lambda n, gen: torch.rand((n, 4), generator=gen, device=accel.device))
-        labels = cfg.labels
-        removing = {tag: (labels.normal_rows(y) & ~labels.normal_rows(y_org)).float()
-                    for tag, y in (("latent", y_trg), ("ref", batch.y_ref))}
         mask = soft_boxes(u, x_real.shape[-1]).to(x_real.dtype)
-        partial = {tag: (mask, rows) for tag, rows in removing.items()}
+        partial = {tag: (mask, rows.float()) for tag, rows in removing.items()}
 
     # Discriminator: once with a latent-guided fake, once with a reference-guided fake. The
     # style-aware terms (loss.lambda_style_match) pair images with E's codes, so by default they
@@ -140,7 +139,9 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
                                  lambda_id=lc.lambda_id if tag == "latent" else 0.0,
                                  cyc_rows=cyc_rows.get(tag), cyc_noise=cyc_noise.get(tag),
                                  sty_target_fixed=lc.e_ref and tag == "ref", cyc_fixed_rows=cyc_fixed,
-                                 lambda_ds_extent=lc.lambda_ds_extent)
+                                 lambda_ds_extent=lc.lambda_ds_extent, lambda_geometry=lc.lambda_geometry,
+                                 geometry_rows=(adding[tag], removing[tag] if "E" in names else None)
+                                 if lc.lambda_geometry > 0 else None)
             _update(state, loss, names, grad_sync)
         terms.update({f"G/{tag}_{k}": v for k, v in t.items()})
 
