@@ -186,35 +186,36 @@ def test_latent_phase_only_terms(tiny_cfg, fetcher, key, term):
     assert f"G/latent_{term}" not in run(tiny_cfg, fetcher, 1)[1][0]
 
 
-def spy_g_loss(monkeypatch, key):
-    """Record ``(y_trg, the keyword argument key)`` of every g_loss call the step makes."""
+def spy_rows(monkeypatch, loss_name, key):
+    """Record ``(y_org, y_trg, the keyword argument key)`` of every call the step makes to the loss
+    ``loss_name`` (d_loss or g_loss)."""
     import xraystyle.training.step as step_mod
 
     seen = []
-    real_g_loss = step_mod.g_loss
+    real = getattr(step_mod, loss_name)
 
     def spy(*args, **kw):
-        seen.append((args[3], kw.get(key)))
-        return real_g_loss(*args, **kw)
+        seen.append((args[2], args[3], kw.get(key)))
+        return real(*args, **kw)
 
-    monkeypatch.setattr(step_mod, "g_loss", spy)
+    monkeypatch.setattr(step_mod, loss_name, spy)
     return seen
 
 
 def test_cyc_normal_weight_weighs_the_cycle_of_removals(tiny_cfg, fetcher, monkeypatch):
     """0 gives the rows translated to normal cycle weight 0 and the others 1; 1 (the published
     cycle) passes no per-row weights."""
-    seen = spy_g_loss(monkeypatch, "cyc_rows")
+    seen = spy_rows(monkeypatch, "g_loss", "cyc_rows")
     cfg = copy.deepcopy(tiny_cfg)
     cfg.loss.cyc_normal_weight = 0.0
     _, terms = run(cfg, fetcher, 1)
     assert torch.isfinite(terms[0]["G/latent_cyc"]) and len(seen) == 2
     normal = cfg.domains.index("normal")
-    for y_trg, w in seen:
+    for _, y_trg, w in seen:
         assert torch.equal(w, (y_trg != normal).float())
     seen.clear()
     run(tiny_cfg, fetcher, 1)
-    assert len(seen) == 2 and all(w is None for _, w in seen)
+    assert len(seen) == 2 and all(w is None for *_, w in seen)
 
 
 def test_d_patch_head_is_trained_by_the_step(tiny_cfg, fetcher):
@@ -231,20 +232,20 @@ def test_d_patch_head_is_trained_by_the_step(tiny_cfg, fetcher):
 def test_cyc_noise_is_drawn_per_step_from_the_runs_seed(tiny_cfg, fetcher, monkeypatch):
     """loss.cyc_noise: each G phase gets noise of that sd, the same for the same (seed, step), a
     new draw at the next step; 0 passes none."""
-    calls = spy_g_loss(monkeypatch, "cyc_noise")
+    calls = spy_rows(monkeypatch, "g_loss", "cyc_noise")
     cfg = copy.deepcopy(tiny_cfg)
     cfg.loss.cyc_noise = 0.1
     _, terms = run(cfg, fetcher, 2)
-    seen = [n for _, n in calls]
+    seen = [n for *_, n in calls]
     assert len(seen) == 4 and all(torch.isfinite(t["G/latent_cyc"]) for t in terms)
     run(cfg, fetcher, 1)  # a fresh run: step 0 again
-    seen = [n for _, n in calls]
+    seen = [n for *_, n in calls]
     assert torch.equal(seen[0], seen[4])  # same seed and step: the same draw
     assert not torch.equal(seen[0], seen[1]) and not torch.equal(seen[0], seen[2])
     assert seen[0].std().item() == pytest.approx(0.1, rel=0.1)
     calls.clear()
     run(tiny_cfg, fetcher, 1)
-    assert [n for _, n in calls] == [None, None]
+    assert [n for *_, n in calls] == [None, None]
 
 
 def test_e_ref_updates_e_in_the_reference_phase_with_a_fixed_style_target(tiny_cfg, fetcher, monkeypatch):
@@ -256,16 +257,16 @@ def test_e_ref_updates_e_in_the_reference_phase_with_a_fixed_style_target(tiny_c
     real_update = step_mod._update
     monkeypatch.setattr(step_mod, "_update", lambda state, loss, names, sync: (
         stepped.append(names), real_update(state, loss, names, sync)))
-    seen = spy_g_loss(monkeypatch, "sty_target_fixed")
+    seen = spy_rows(monkeypatch, "g_loss", "sty_target_fixed")
     cfg = copy.deepcopy(tiny_cfg)
     cfg.loss.e_ref = True
     on, _ = run(cfg, fetcher, 1)
     assert stepped == [("D",), ("D",), ("G", "F", "E"), ("G", "E")]
-    assert [fixed for _, fixed in seen] == [False, True]
+    assert [fixed for *_, fixed in seen] == [False, True]
     stepped.clear()
     seen.clear()
     off, _ = run(tiny_cfg, fetcher, 1)
-    assert stepped[-1] == ("G",) and [fixed for _, fixed in seen] == [False, False]
+    assert stepped[-1] == ("G",) and [fixed for *_, fixed in seen] == [False, False]
     assert not torch.equal(flat(on.nets["E"]), flat(off.nets["E"]))
     assert torch.equal(flat(on.nets["F"]), flat(off.nets["F"]))
 
@@ -273,16 +274,7 @@ def test_e_ref_updates_e_in_the_reference_phase_with_a_fixed_style_target(tiny_c
 def test_lambda_partial_mixes_the_removals_with_boxes_drawn_per_step(tiny_cfg, fetcher, monkeypatch):
     """loss.lambda_partial: both D phases get the same box masks and the rows that remove; the
     same (seed, step) draws the same boxes, the next step others; 0 passes none."""
-    import xraystyle.training.step as step_mod
-
-    calls = []
-    real_d_loss = step_mod.d_loss
-
-    def spy(*args, **kw):
-        calls.append((args[2], args[3], kw.get("partial")))
-        return real_d_loss(*args, **kw)
-
-    monkeypatch.setattr(step_mod, "d_loss", spy)
+    calls = spy_rows(monkeypatch, "d_loss", "partial")
     cfg = copy.deepcopy(tiny_cfg)
     cfg.loss.lambda_partial = 1.0
     _, terms = run(cfg, fetcher, 2)
@@ -303,49 +295,32 @@ def test_lambda_partial_mixes_the_removals_with_boxes_drawn_per_step(tiny_cfg, f
 def test_cyc_detach_holds_the_first_pass_of_the_chosen_rows(tiny_cfg, fetcher, monkeypatch, rows):
     """loss.cyc_detach: ``adds`` holds the rows whose source is normal, ``all`` every row, in both
     G phases; ``none`` passes no rows."""
-    import xraystyle.training.step as step_mod
-
-    calls = []
-    real_g_loss = step_mod.g_loss
-
-    def spy(*args, **kw):
-        calls.append((args[2], kw.get("cyc_fixed_rows")))
-        return real_g_loss(*args, **kw)
-
-    monkeypatch.setattr(step_mod, "g_loss", spy)
+    calls = spy_rows(monkeypatch, "g_loss", "cyc_fixed_rows")
     cfg = copy.deepcopy(tiny_cfg)
     cfg.loss.cyc_detach = rows
     _, terms = run(cfg, fetcher, 1)
     assert len(calls) == 2 and torch.isfinite(terms[0]["G/ref_cyc"])
     normal = cfg.domains.index("normal")
-    for y_org, fixed in calls:
+    for y_org, _, fixed in calls:
         assert torch.equal(fixed, y_org == normal if rows == "adds" else torch.ones_like(fixed))
     calls.clear()
     run(tiny_cfg, fetcher, 1)
-    assert [f for _, f in calls] == [None, None]
+    assert [f for *_, f in calls] == [None, None]
 
 
 def test_lambda_ds_extent_reaches_both_generator_phases(tiny_cfg, fetcher, monkeypatch):
-    seen = spy_g_loss(monkeypatch, "lambda_ds_extent")
+    seen = spy_rows(monkeypatch, "g_loss", "lambda_ds_extent")
     cfg = copy.deepcopy(tiny_cfg)
     cfg.loss.lambda_ds_extent = 0.5
     _, terms = run(cfg, fetcher, 1)
-    assert [w for _, w in seen] == [0.5, 0.5]
+    assert [w for *_, w in seen] == [0.5, 0.5]
     assert torch.isfinite(terms[0]["G/latent_ds_extent"]) and torch.isfinite(terms[0]["G/ref_ds_extent"])
 
 
 def test_lambda_geometry_reaches_both_generator_phases_and_e_only_where_e_learns(tiny_cfg, fetcher, monkeypatch):
     """Adding rows (normal source, finding target) in both G phases; removing rows (finding source,
     normal target) in the latent phase, where E is updated, and not in the reference phase."""
-    import xraystyle.training.step as step_mod
-
-    seen, real_g_loss = [], step_mod.g_loss
-
-    def spy(*args, **kw):
-        seen.append((args[2], args[3], kw.get("geometry_rows")))
-        return real_g_loss(*args, **kw)
-
-    monkeypatch.setattr(step_mod, "g_loss", spy)
+    seen = spy_rows(monkeypatch, "g_loss", "geometry_rows")
     cfg = copy.deepcopy(tiny_cfg)
     cfg.loss.lambda_geometry = 1.0
     _, terms = run(cfg, fetcher, 4)
