@@ -99,6 +99,11 @@ TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
     "residual+mismatch+e-equalized+fixed-cross-dlr4-i3000": (
         "today's default trained 3000 steps",
         {**RMEF_CROSS_DLR4, "train.iters": 3000, "loss.ds_decay_iters": 3000}),
+    # Tenth round: four times the steps (about the hour of research budget on 2 cores),
+    # beside the supervised bound at the same steps (experiments/supervised_bound.py).
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-i6000": (
+        "today's default trained 6000 steps",
+        {**RMEF_CROSS_DLR4, "train.iters": 6000, "loss.ds_decay_iters": 6000}),
     # Fifth round. Reference volume: the added volume follows the source, not the style (style
     # explains under a tenth of its variance), so one style must add the same extent to any
     # normal image. Removal: a discriminator twice as wide, to see the fluid a removal leaves.
