@@ -289,10 +289,15 @@ def style_geometry(s: torch.Tensor) -> torch.Tensor:
     return nnf.log_softmax(s[:, :GEOMETRY_CELLS].float(), dim=1)
 
 
+def row_mean(values: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Mean of per-row ``values`` over ``rows`` (bool or 0 / 1): every row is computed and the
+    others weigh 0, so shapes never depend on the data; 0 when no row is selected."""
+    return (values * rows).sum() / rows.sum().clamp(min=1)
+
+
 def _kl_rows(p: torch.Tensor, log_q: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """Mean KL(p || q) over the bool ``rows`` (every row computed, others weigh 0; 0 without rows)."""
-    kl = (p * (p.clamp(min=1e-12).log() - log_q)).sum(1)
-    return (kl * rows).sum() / rows.sum().clamp(min=1)
+    """Mean KL(p || q) over the bool ``rows``."""
+    return row_mean((p * (p.clamp(min=1e-12).log() - log_q)).sum(1), rows)
 
 
 def soft_boxes(u: torch.Tensor, size: int, edge_px: float = 1.0) -> torch.Tensor:
@@ -371,10 +376,10 @@ def d_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
         loss = loss + lambda_cls * loss_cls
         terms["cls"] = loss_cls
     if lambda_mismatch > 0:
-        # Every row is scored (no data-dependent shapes); rows without a wrong label weigh 0.
+        # Rows without a wrong label weigh 0.
         y_wrong, rows = mismatched(y_org, y_trg)
         per_row = adv_bce(nets["D"](x_in.detach(), y_wrong), 0.0)
-        loss_mis = (per_row * rows).sum() / rows.sum().clamp(min=1)
+        loss_mis = row_mean(per_row, rows)
         loss = loss + lambda_mismatch * loss_mis
         terms["mismatch"] = loss_mis
     if lambda_style_match > 0:
@@ -382,15 +387,15 @@ def d_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
         # the one deterministic normal style have nothing to swap and weigh 0.
         rows = same_label_partner(y_org, None if fixed_org is None else ~fixed_org)
         per_row = adv_bce(nets["D"](x_in.detach(), y_org, s=s_real.roll(1, 0)), 0.0)
-        loss_swap = (per_row * rows).sum() / rows.sum().clamp(min=1)
+        loss_swap = row_mean(per_row, rows)
         loss = loss + lambda_style_match * loss_swap
         terms["style_match"] = loss_swap
     if lambda_partial > 0 and partial is not None:
-        # Every row is scored (no data-dependent shapes); rows that do not remove weigh 0.
+        # Rows that do not remove weigh 0.
         mask, rows = partial
         x_mix = mask * x_real + (1 - mask) * x_fake
         per_row = adv_bce(nets["D"](_through(phys, "d", x_mix), y_trg), 0.0)
-        loss_partial = (per_row * rows).sum() / rows.sum().clamp(min=1)
+        loss_partial = row_mean(per_row, rows)
         loss = loss + lambda_partial * loss_partial
         terms["partial"] = loss_partial
     return loss, {k: v.detach() for k, v in terms.items()}
@@ -464,11 +469,11 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
     if lambda_geometry > 0 and geometry_rows is not None:
         adds, removals = geometry_rows
         p_style = style_geometry(s_trg).exp().detach()  # the style says; G must follow
-        loss_geo = _kl_rows(p_style, change_geometry(x_fake, x_real).log(), adds)
+        changed = change_geometry(x_fake, x_real)  # on removal rows: what the removal shows
+        loss_geo = _kl_rows(p_style, changed.log(), adds)
         terms["geometry_g"] = loss_geo
-        if removals is not None:
-            q_change = change_geometry(x_real, x_fake).detach()  # the removal shows; E must predict
-            loss_geo_e = _kl_rows(q_change, style_geometry(s_org), removals)
+        if removals is not None:  # E must predict it (a constant of E's term)
+            loss_geo_e = _kl_rows(changed.detach(), style_geometry(s_org), removals)
             loss_geo = loss_geo + loss_geo_e
             terms["geometry_e"] = loss_geo_e
         loss = loss + lambda_geometry * loss_geo
@@ -478,11 +483,11 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
         terms["id"] = loss_id
     if lambda_extent > 0 and add_rows is not None:
         # Each adding row's style also goes to another normal source of the batch; the two edits
-        # must be the same size. Every row is computed (no data-dependent shapes); others weigh 0.
+        # must be the same size; other rows weigh 0.
         partner, paired = partner_rows(add_rows)
         x_other = x_real[partner]
         gap = (extent(x_fake, x_real) - extent(G(x_other, s_trg), x_other)).abs()
-        loss_ext = (gap * paired).sum() / paired.sum().clamp(min=1)
+        loss_ext = row_mean(gap, paired)
         loss = loss + lambda_extent * loss_ext
         terms["extent"] = loss_ext
     if lambda_code_match > 0 and z_trg is not None and code_ref is not None:

@@ -67,18 +67,18 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
         phys = PhysicsAug(cfg.physics, step_generator(cfg.train.seed, step, Stream.STEP_PHYSICS, accel.device), rank, world)
     fixed = {name: cfg.fixed_style_rows(y) for name, y in
              (("org", y_org), ("latent", y_trg), ("ref", batch.y_ref))}
-    adding, removing = {}, {}  # rows that add a finding to a normal source, rows that remove all
-    if lc.lambda_extent > 0 or lc.lambda_geometry > 0 or lc.lambda_partial > 0:
-        labels = cfg.labels
-        normal_org = labels.normal_rows(y_org)
-        for tag, y in (("latent", y_trg), ("ref", batch.y_ref)):
-            normal_trg = labels.normal_rows(y)
-            adding[tag], removing[tag] = normal_org & ~normal_trg, ~normal_org & normal_trg
+    # Normal labels (None without one) and, from them, the rows that add a finding to a normal
+    # source and the rows that remove every finding, per G / D phase's target.
+    labels = cfg.labels
+    normal = {name: labels.normal_rows(y) for name, y in (("org", y_org), ("latent", y_trg), ("ref", batch.y_ref))}
+    adding, removing = {}, {}
+    if normal["org"] is not None:
+        for tag in ("latent", "ref"):
+            adding[tag], removing[tag] = normal["org"] & ~normal[tag], ~normal["org"] & normal[tag]
 
     cyc_rows = {}  # the cycle's per-row weight, where removals weigh other than adds
     if lc.cyc_normal_weight != 1.0:
-        cyc_rows = {tag: torch.where(cfg.labels.normal_rows(y), lc.cyc_normal_weight, 1.0)
-                    for tag, y in (("latent", y_trg), ("ref", batch.y_ref))}
+        cyc_rows = {tag: torch.where(normal[tag], lc.cyc_normal_weight, 1.0) for tag in ("latent", "ref")}
 
     def this_ranks_rows(stream: Stream, draw: Callable[[int, torch.Generator], torch.Tensor],
                         times: int = 1) -> list[torch.Tensor]:
@@ -97,7 +97,7 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
     if lc.cyc_detach == "all":
         cyc_fixed = torch.ones(y_org.shape[0], dtype=torch.bool, device=y_org.device)
     elif lc.cyc_detach == "adds":
-        cyc_fixed = cfg.labels.normal_rows(y_org)
+        cyc_fixed = normal["org"]
 
     partial = None  # removals mixed with their source inside a box, for D
     if lc.lambda_partial > 0:
