@@ -252,6 +252,33 @@ TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
     **{f"residual+mismatch+e-equalized+fixed-cross-dlr4-sty{w}": (
         f"today's default with the style reconstruction weighted {w} (loss.lambda_sty {w})",
         {**RMEF_CROSS_DLR4, "loss.lambda_sty": float(w)}) for w in (3, 10)},
+    # Eleventh round: the side. G's removal of a real reference tells its side in about nine of
+    # ten (the share of the removal's squared change in each half of the image), the reference-
+    # guided add in little over half: an add must change its source on the reference's side
+    # (reference phase; G alone, and with E also updated there, its code then asked for the side).
+    **{f"residual+mismatch+e-equalized+fixed-cross-dlr4-lat{w}": (
+        f"today's default with the reference's side (loss.lambda_laterality {w})",
+        {**RMEF_CROSS_DLR4, "loss.lambda_laterality": float(w)}) for w in (1, 3, 10)},
+    **{f"residual+mismatch+e-equalized+fixed-cross-dlr4-lat{w}-eref": (
+        f"the reference's side (loss.lambda_laterality {w}) with E also updated in the reference phase",
+        {**RMEF_CROSS_DLR4, "loss.lambda_laterality": float(w), "loss.e_ref": True}) for w in (3, 10)},
+    # ... with E in the reference phase the latent adds drift to both sides (F's codes stay where
+    # they were while E's codes of real references move): F's codes matched to E's.
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-lat3-eref-cm1": (
+        "the reference's side with E in the reference phase and F's codes matched to E's (lambda_code_match 1)",
+        {**RMEF_CROSS_DLR4, "loss.lambda_laterality": 3.0, "loss.e_ref": True, "loss.lambda_code_match": 1.0}),
+    # ... or F let to follow (F at G's learning rate), or the diversity term held at 1 (it decays to
+    # 0 by the last step, and is the one term that asks F's codes for different sides).
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-lat3-eref-flr": (
+        "the reference's side with E in the reference phase, F at G's learning rate",
+        {**RMEF_CROSS_DLR4, "loss.lambda_laterality": 3.0, "loss.e_ref": True, "optim.f_lr": 2.0e-4}),
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-lat3-eref-ds1": (
+        "the reference's side with E in the reference phase, lambda_ds held at 1",
+        {**RMEF_CROSS_DLR4, "loss.lambda_laterality": 3.0, "loss.e_ref": True, "loss.ds_decay_iters": 10**9}),
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-lat3-eref-i3000": (
+        "the reference's side with E in the reference phase, trained 3000 steps",
+        {**RMEF_CROSS_DLR4, "loss.lambda_laterality": 3.0, "loss.e_ref": True, "train.iters": 3000,
+         "loss.ds_decay_iters": 3000}),
 }
 # Issue #16 item 1, what limits quality: the remedy-free baseline over base width x steps (one
 # seed; ``baseline`` is width 8, 1500 steps). The diversity weight decays over the whole run.

@@ -17,7 +17,8 @@ in principle teach it; if it clears the training sources and not the test ones, 
 answer by heart and the outline under the fluid is not in the image (at this size and capacity).
 Beside the shares: the mean |removal - ideal| inside the fluid mask and outside it.
 
-``--task add`` asks the same of reference guidance: copies of G and E are trained together, with
+``--task add`` asks the same of reference guidance: copies of G and E are trained together (G
+alone with ``--frozen-e``: does the run's E already carry what G needs?), with
 an L1 loss from G(x, E(x_ref)) to the ideal (a normal training source rendered with the
 reference's effusion: side, volume, meniscus, density; the reference another training patient
 rendered with an effusion of a side and volume drawn from the benchmark's prior), and scored by
@@ -52,6 +53,8 @@ def _args():
     p.add_argument("--n-sources", type=int, default=29, help="removal: test and training sources scored")
     p.add_argument("--pairs", type=int, default=2000, help="add: training pairs rendered")
     p.add_argument("--seed", type=int, default=0, help="the benchmark's seed and the batches' seed")
+    p.add_argument("--frozen-e", action="store_true",
+                   help="add: train G alone, E as the run left it (does E's code of a reference carry enough?)")
     p.add_argument("--out", type=Path)
     return p.parse_args()
 
@@ -88,7 +91,7 @@ def main() -> None:
         bound = AddBound(setup, task, train_rows, split_rows(rows, manifest, "test")[0], a)
 
     nets = {k: copy.deepcopy(model.nets[k]) for k in ("G", "F", "E")}
-    trained = ("G",) if a.task == "remove" else ("G", "E")
+    trained = ("G",) if a.task == "remove" or a.frozen_e else ("G", "E")
     params = [q for k in trained for q in nets[k].parameters()]
     for q in params:
         q.requires_grad_(True)

@@ -296,7 +296,8 @@ def test_lambda_extent_compares_one_style_on_two_normal_sources(tiny_cfg):
 
 
 @pytest.mark.parametrize("key, value, invalid", [("lambda_extent", 1.0, -1.0), ("lambda_partial", 1.0, -1.0),
-                                               ("cyc_detach", "adds", "removals"), ("lambda_geometry", 1.0, -1.0)])
+                                               ("cyc_detach", "adds", "removals"), ("lambda_geometry", 1.0, -1.0),
+                                               ("lambda_laterality", 1.0, -1.0)])
 def test_keys_that_need_a_normal_domain(key, value, invalid):
     """Refused without a 'normal' domain and for an invalid value, naming the key; accepted with one."""
     from xraystyle.config import from_dict
@@ -732,6 +733,65 @@ def test_lambda_geometry_adds_follow_the_style_and_e_predicts_removals(tiny_cfg)
     with_e = grads(lambda_geometry=2.0, geometry_rows=(torch.zeros(4, dtype=torch.bool), removals))
     assert torch.allclose(with_e["G"], plain["G"], atol=1e-7) and torch.allclose(with_e["F"], plain["F"], atol=1e-7)
     assert not torch.allclose(with_e["E"], plain["E"])
+
+
+def test_laterality_says_which_half_of_the_image_changed_not_how_much():
+    from xraystyle.training.losses import laterality
+
+    before = torch.zeros(4, 1, 32, 33)  # odd width: the middle column counts for neither half
+    after = before.clone()
+    after[0, :, 20:, :10] = 0.5  # image left half only
+    after[1, :, 20:, :10] = 0.05  # ten times less
+    after[2, :, 20:, 23:] = 0.5  # image right half only
+    after[3, :, 20:, :10] = after[3, :, 20:, 23:] = 0.3  # both halves alike
+    after[:, :, :, 16] += 1.0  # the middle column
+    lat = laterality(after, before)
+    assert lat.shape == (4,)
+    assert lat[:2].tolist() == pytest.approx([1.0, 1.0]) and lat[2].item() == pytest.approx(0.0)
+    assert lat[3].item() == pytest.approx(0.5)
+    assert laterality(before, after).tolist() == pytest.approx(lat.tolist())  # the change, either way
+    # squared: a strong local change outweighs a faint one spread over the other half
+    spread = before.clone()
+    spread[0, :, 24:, :8] = 0.5
+    spread[0, :, :, 17:] = 0.05
+    assert laterality(spread[:1], before[:1]).item() > 0.9
+
+
+def test_lambda_laterality_adds_change_the_side_where_the_references_removal_does(tiny_cfg):
+    """The term is |laterality(add) - laterality(G's removal of the reference with the source's
+    style)| over the adding rows; the removal is a constant of it, the add's gradient reaches G
+    (and E through E(x_ref)), and it needs references."""
+    from xraystyle.models.style import style_code
+    from xraystyle.training.losses import laterality
+
+    nets, x, y_org, y_trg, _ = _four_rows(tiny_cfg, [0, 0, 1, 0], [1, 1, 0, 0])
+    x_refs = (torch.rand(4, 1, 32, 32) * 2 - 1, torch.rand(4, 1, 32, 32) * 2 - 1)
+    fixed_org = torch.tensor([True, True, False, True])  # normal sources: the deterministic style
+    rows = torch.tensor([True, True, False, False])
+    kw = {"x_refs": x_refs, "fixed_org": fixed_org}
+    base, t0 = g_loss(nets, x, y_org, y_trg, **kw)
+    loss, t = g_loss(nets, x, y_org, y_trg, **kw, lambda_laterality=3.0, laterality_rows=rows)
+    assert "laterality" not in t0
+    with torch.no_grad():
+        x_fake = nets["G"](x, style_code(nets, y_trg, x_ref=x_refs[0]))
+        s_org = style_code(nets, y_org, x_ref=x, fixed=fixed_org)
+        gap = (laterality(x_fake, x) - laterality(x_refs[0], nets["G"](x_refs[0], s_org))).abs()
+    assert t["laterality"].item() == pytest.approx(gap[:2].mean().item(), rel=1e-4)
+    assert loss.item() == pytest.approx((base + 3.0 * t["laterality"]).item(), rel=1e-4)
+    _, t_none = g_loss(nets, x, y_org, y_trg, **kw, lambda_laterality=3.0, laterality_rows=torch.zeros(4, dtype=torch.bool))
+    assert t_none["laterality"].item() == 0.0
+    _, t_latent = g_loss(nets, x, y_org, y_trg, z_trgs=(torch.randn(4, tiny_cfg.model.latent_dim),) * 2,
+                         lambda_laterality=3.0, laterality_rows=rows)
+    assert "laterality" not in t_latent  # no reference, no side to take
+
+    def grads(**extra):
+        for k in "GFE":
+            nets[k].zero_grad(set_to_none=True)
+        g_loss(nets, x, y_org, y_trg, **kw, **extra)[0].backward()
+        return {k: torch.cat([p.grad.flatten() for p in nets[k].parameters() if p.grad is not None]) for k in "GE"}
+
+    plain, with_lat = grads(), grads(lambda_laterality=3.0, laterality_rows=rows)
+    assert not torch.allclose(with_lat["G"], plain["G"]) and not torch.allclose(with_lat["E"], plain["E"])
 
 
 def test_lambda_geometry_needs_a_style_that_holds_the_grid():

@@ -101,15 +101,16 @@ def one_step_multilabel_run(tmp_path, n=6):
 @pytest.mark.parametrize("kind,lambda_cls", [("set-additive", 0.0), ("set-film", 0.0), ("set-additive", 1.0)])
 def test_multilabel_training_runs_and_resumes(tmp_path, kind, lambda_cls):
     # lambda_cls > 0 also switches the matching-aware D, extent consistency, the style-aware D,
-    # code matching, the identity term, partial removals and the geometry in the style on: all
-    # eight read finding sets with unknowns
+    # code matching, the identity term, partial removals, the geometry in the style and the
+    # reference's side on: all nine read finding sets with unknowns
     m = write_multilabel_cohort(tmp_path / "c")
     cfg = load_config(resolve_config("tiny"), {"domains": ["effusion", "nodule"], "model.conditioning": kind,
                                                "data.holdout_combinations": [["effusion", "nodule"]],
                                                "loss.lambda_cls": lambda_cls, "loss.lambda_mismatch": lambda_cls,
                                                "loss.lambda_extent": lambda_cls, "loss.lambda_style_match": lambda_cls,
                                                "loss.lambda_code_match": lambda_cls, "loss.lambda_id": lambda_cls,
-                                               "loss.lambda_partial": lambda_cls, "loss.lambda_geometry": lambda_cls})
+                                               "loss.lambda_partial": lambda_cls, "loss.lambda_geometry": lambda_cls,
+                                               "loss.lambda_laterality": lambda_cls})
     accel = make_accel("reference", torch.device("cpu"))
     result = training_loop(cfg, tmp_path / "run", m, cache_dir=tmp_path / "cache", accel=accel, progress=False)
     assert result.step == 4
@@ -122,7 +123,8 @@ def test_multilabel_training_runs_and_resumes(tmp_path, kind, lambda_cls):
         assert all(np.isfinite(r[k]) for r in stats if "D/latent_cls" in r
                    for k in ("D/latent_cls", "G/ref_cls", "D/ref_mismatch", "G/latent_extent",
                                                            "D/ref_style_match", "G/latent_code_match", "G/latent_id",
-                             "D/latent_partial", "G/latent_geometry_g", "G/latent_geometry_e", "G/ref_geometry_g"))
+                             "D/latent_partial", "G/latent_geometry_g", "G/latent_geometry_e", "G/ref_geometry_g",
+                             "G/ref_laterality"))
         assert any("D/latent_cls" in r for r in stats)
     assert (tmp_path / "run" / "samples" / "latent_0000004.png").exists()
 

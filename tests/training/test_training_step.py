@@ -317,6 +317,22 @@ def test_lambda_ds_extent_reaches_both_generator_phases(tiny_cfg, fetcher, monke
     assert torch.isfinite(terms[0]["G/latent_ds_extent"]) and torch.isfinite(terms[0]["G/ref_ds_extent"])
 
 
+def test_lambda_laterality_reaches_the_reference_phase_only(tiny_cfg, fetcher, monkeypatch):
+    """Weighted in the reference phase on its adding rows (normal source, finding reference); the
+    latent phase, which has no reference, gets weight 0."""
+    weights = spy_rows(monkeypatch, "g_loss", "lambda_laterality")
+    seen = spy_rows(monkeypatch, "g_loss", "laterality_rows")
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg.loss.lambda_laterality = 2.0
+    _, terms = run(cfg, fetcher, 4)
+    assert [w for *_, w in weights] == [0.0, 2.0] * 4
+    normal = cfg.domains.index("normal")
+    for y_org, y_ref, rows in seen[1::2]:
+        assert torch.equal(rows, (y_org == normal) & (y_ref != normal))
+    assert any(rows.any() for *_, rows in seen[1::2])
+    assert all(torch.isfinite(t["G/ref_laterality"]) for t in terms) and "G/latent_laterality" not in terms[0]
+
+
 def test_lambda_geometry_reaches_both_generator_phases_and_e_only_where_e_learns(tiny_cfg, fetcher, monkeypatch):
     """Adding rows (normal source, finding target) in both G phases; removing rows (finding source,
     normal target) in the latent phase, where E is updated, and not in the reference phase."""

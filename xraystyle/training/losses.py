@@ -110,13 +110,22 @@ class LossConfig:
     # render it from the style. On the phantom both halves are met and the reference's volume
     # still does not follow, while its acquisition comes through (tenth round). 0 = as published.
     lambda_geometry: float = 0.0
+    # The reference's side (issue #16, eleventh round): in the reference phase, an add must put its
+    # change on the side of the image where G's removal of the reference's findings takes change
+    # away (the share of each edit's squared change in the image's left half, ``laterality``; the
+    # reference's a constant). Self-supervised from real references and G's own removal: no side
+    # labels, no masks. As published the reference's side reaches the output only through E's code
+    # and the style reconstruction, and on the phantom in little over half the cases while G's
+    # removal of the same references tells their side in about nine of ten. 0 = as published.
+    lambda_laterality: float = 0.0
     r1_weight: float = 1.0
     r1_interval: int = 1  # lazy R1: every k D steps with weight * k (1 = every step, as published)
 
     def __post_init__(self):
         for key in ("lambda_sty", "lambda_ds", "lambda_cyc", "lambda_cls", "lambda_mismatch",
                     "lambda_extent", "lambda_style_match", "lambda_code_match", "lambda_id", "cyc_normal_weight",
-                    "cyc_noise", "lambda_partial", "lambda_ds_extent", "lambda_geometry", "r1_weight"):
+                    "cyc_noise", "lambda_partial", "lambda_ds_extent", "lambda_geometry",
+                    "lambda_laterality", "r1_weight"):
             check(getattr(self, key) >= 0, f"loss.{key}", "must be >= 0")
         check(self.cyc_detach in ("none", "adds", "all"), "loss.cyc_detach",
               f"must be none, adds or all, got {self.cyc_detach!r}")
@@ -284,6 +293,16 @@ def change_geometry(x_after: torch.Tensor, x_before: torch.Tensor) -> torch.Tens
     return cells / cells.sum(1, keepdim=True)
 
 
+def laterality(x_after: torch.Tensor, x_before: torch.Tensor) -> torch.Tensor:
+    """Per image (B,), the share of an edit's squared change in the image's left half (0.5 for a
+    symmetric edit; which half, not how much). Squared, so the finding's strong local change
+    outweighs the faint change an edit spreads over the whole image."""
+    d = (x_after.float() - x_before.float()).pow(2).mean(1)
+    half = d.shape[-1] // 2
+    left, right = d[..., :half].sum((1, 2)), d[..., d.shape[-1] - half:].sum((1, 2))
+    return left / (left + right).clamp(min=1e-12)
+
+
 def style_geometry(s: torch.Tensor) -> torch.Tensor:
     """Log-distribution over ``GEOMETRY_GRID`` read from the style's first ``GEOMETRY_CELLS`` dims."""
     return nnf.log_softmax(s[:, :GEOMETRY_CELLS].float(), dim=1)
@@ -414,6 +433,7 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
            cyc_fixed_rows: torch.Tensor | None = None, lambda_ds_extent: float = 0.0,
            lambda_geometry: float = 0.0,
            geometry_rows: tuple[torch.Tensor, torch.Tensor | None] | None = None,
+           lambda_laterality: float = 0.0, laterality_rows: torch.Tensor | None = None,
            ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Generator loss: adversarial + style reconstruction - diversity sensitivity + cycle,
     plus the physics terms of ``phys`` (style-encoder invariance, generator equivariance),
@@ -430,7 +450,10 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
     With ``lambda_ds_extent`` the two styles' edits must also differ in size (``extent``). With
     ``lambda_geometry`` and ``geometry_rows = (adds, removals)`` (bool rows; removals None where E
     is not trained) an add must change its source where its style's geometry says, and E's code
-    of a removal's source must predict where the removal changed it (``change_geometry``)."""
+    of a removal's source must predict where the removal changed it (``change_geometry``). With
+    ``lambda_laterality`` (reference phase) each of the bool ``laterality_rows``, which add
+    findings to a normal source, must change its source on the side where G's removal of the
+    reference (G(x_ref, s_org): the source's normal style) changes the reference."""
     z_trg, z_trg2 = z_trgs if z_trgs is not None else (None, None)
     x_ref, x_ref2 = x_refs if x_refs is not None else (None, None)
     E, G = nets["E"], nets["G"]
@@ -477,6 +500,12 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
             loss_geo = loss_geo + loss_geo_e
             terms["geometry_e"] = loss_geo_e
         loss = loss + lambda_geometry * loss_geo
+    if lambda_laterality > 0 and laterality_rows is not None and x_ref is not None:
+        with torch.no_grad():  # where the reference's findings are: a constant of the term
+            side_ref = laterality(x_ref, G(x_ref, s_org))
+        loss_lat = row_mean((laterality(x_fake, x_real) - side_ref).abs(), laterality_rows)
+        loss = loss + lambda_laterality * loss_lat
+        terms["laterality"] = loss_lat
     if lambda_id > 0:
         loss_id = (G(x_real, s_org).float() - x_real.float()).abs().mean()
         loss = loss + lambda_id * loss_id

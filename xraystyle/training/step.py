@@ -141,7 +141,9 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
                                  sty_target_fixed=lc.e_ref and tag == "ref", cyc_fixed_rows=cyc_fixed,
                                  lambda_ds_extent=lc.lambda_ds_extent, lambda_geometry=lc.lambda_geometry,
                                  geometry_rows=(adding[tag], removing[tag] if "E" in names else None)
-                                 if lc.lambda_geometry > 0 else None)
+                                 if lc.lambda_geometry > 0 else None,
+                                 lambda_laterality=lc.lambda_laterality if tag == "ref" else 0.0,
+                                 laterality_rows=adding.get(tag))
             _update(state, loss, names, grad_sync)
         terms.update({f"G/{tag}_{k}": v for k, v in t.items()})
 
