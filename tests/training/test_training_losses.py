@@ -792,6 +792,16 @@ def test_lambda_laterality_adds_change_the_side_where_the_references_removal_doe
 
     plain, with_lat = grads(), grads(lambda_laterality=3.0, laterality_rows=rows)
     assert not torch.allclose(with_lat["G"], plain["G"]) and not torch.allclose(with_lat["E"], plain["E"])
+    # What the term adds to G's gradient is the gradient of the add's side alone: the reference's
+    # removal is a constant.
+    for k in "GFE":
+        nets[k].zero_grad(set_to_none=True)
+    x_fake = nets["G"](x, style_code(nets, y_trg, x_ref=x_refs[0]))
+    with torch.no_grad():
+        side_ref = laterality(x_refs[0], nets["G"](x_refs[0], style_code(nets, y_org, x_ref=x, fixed=fixed_org)))
+    (3.0 * (laterality(x_fake, x) - side_ref).abs()[:2].mean()).backward()
+    hand = torch.cat([p.grad.flatten() for p in nets["G"].parameters() if p.grad is not None])
+    assert torch.allclose(with_lat["G"] - plain["G"], hand, atol=1e-6)
 
 
 def test_lambda_geometry_needs_a_style_that_holds_the_grid():
