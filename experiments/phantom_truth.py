@@ -261,7 +261,7 @@ TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
         {**RMEF_CROSS_DLR4, "loss.lambda_laterality": float(w)}) for w in (1, 3, 10)},
     **{f"residual+mismatch+e-equalized+fixed-cross-dlr4-lat{w}-eref": (
         f"the reference's side (loss.lambda_laterality {w}) with E also updated in the reference phase",
-        {**RMEF_CROSS_DLR4, "loss.lambda_laterality": float(w), "loss.e_ref": True}) for w in (3, 10)},
+        {**RMEF_CROSS_DLR4, "loss.lambda_laterality": float(w), "loss.e_ref": True}) for w in (1, 3, 10)},
     # ... with E in the reference phase the latent adds drift to both sides (F's codes stay where
     # they were while E's codes of real references move): F's codes matched to E's.
     "residual+mismatch+e-equalized+fixed-cross-dlr4-lat3-eref-cm1": (

@@ -77,10 +77,10 @@ def diagnose(run: Path, a) -> dict:
         return read.side if read.valid else "invalid"
 
     confusion, by_side = Counter(), {}
+    y = y_e.repeat(len(x_src))
     with torch.no_grad():
         for i in range(len(refs)):
-            out = translate_reference(model.nets, x_src, x_ref[i:i + 1].expand(len(x_src), -1, -1, -1),
-                                      y_e.repeat(len(x_src)), model.fixed(y_e.repeat(len(x_src))))
+            out = translate_reference(model.nets, x_src, x_ref[i:i + 1].expand(len(x_src), -1, -1, -1), y, model.fixed(y))
             lat = laterality(out, x_src).tolist()
             for j in range(len(normals)):
                 side = measured(out[j, 0].numpy(), j)

@@ -773,9 +773,13 @@ def test_lambda_laterality_adds_change_the_side_where_the_references_removal_doe
     loss, t = g_loss(nets, x, y_org, y_trg, **kw, lambda_laterality=3.0, laterality_rows=rows)
     assert "laterality" not in t0
     with torch.no_grad():
-        x_fake = nets["G"](x, style_code(nets, y_trg, x_ref=x_refs[0]))
-        s_org = style_code(nets, y_org, x_ref=x, fixed=fixed_org)
-        gap = (laterality(x_fake, x) - laterality(x_refs[0], nets["G"](x_refs[0], s_org))).abs()
+        side_ref = laterality(x_refs[0], nets["G"](x_refs[0], style_code(nets, y_org, x_ref=x, fixed=fixed_org)))
+
+    def add_side_gap():  # per row, with the add's graph
+        return (laterality(nets["G"](x, style_code(nets, y_trg, x_ref=x_refs[0])), x) - side_ref).abs()
+
+    with torch.no_grad():
+        gap = add_side_gap()
     assert t["laterality"].item() == pytest.approx(gap[:2].mean().item(), rel=1e-4)
     assert loss.item() == pytest.approx((base + 3.0 * t["laterality"]).item(), rel=1e-4)
     _, t_none = g_loss(nets, x, y_org, y_trg, **kw, lambda_laterality=3.0, laterality_rows=torch.zeros(4, dtype=torch.bool))
@@ -796,10 +800,7 @@ def test_lambda_laterality_adds_change_the_side_where_the_references_removal_doe
     # removal is a constant.
     for k in "GFE":
         nets[k].zero_grad(set_to_none=True)
-    x_fake = nets["G"](x, style_code(nets, y_trg, x_ref=x_refs[0]))
-    with torch.no_grad():
-        side_ref = laterality(x_refs[0], nets["G"](x_refs[0], style_code(nets, y_org, x_ref=x, fixed=fixed_org)))
-    (3.0 * (laterality(x_fake, x) - side_ref).abs()[:2].mean()).backward()
+    (3.0 * add_side_gap()[:2].mean()).backward()
     hand = torch.cat([p.grad.flatten() for p in nets["G"].parameters() if p.grad is not None])
     assert torch.allclose(with_lat["G"] - plain["G"], hand, atol=1e-6)
 
