@@ -262,8 +262,8 @@ TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
     **{f"residual+mismatch+e-equalized+fixed-cross-dlr4-lat{w}-eref": (
         f"the reference's side (loss.lambda_laterality {w}) with E also updated in the reference phase",
         {**RMEF_CROSS_DLR4, "loss.lambda_laterality": float(w), "loss.e_ref": True}) for w in (1, 3, 10)},
-    # ... with E in the reference phase the latent adds drift to both sides (F's codes stay where
-    # they were while E's codes of real references move): F's codes matched to E's.
+    # ... with E in the reference phase the latent adds drift to both sides; if F's codes stay where
+    # they were while E's codes of real references move, F's codes matched to E's should help.
     "residual+mismatch+e-equalized+fixed-cross-dlr4-lat3-eref-cm1": (
         "the reference's side with E in the reference phase and F's codes matched to E's (lambda_code_match 1)",
         {**RMEF_CROSS_DLR4, "loss.lambda_laterality": 3.0, "loss.e_ref": True, "loss.lambda_code_match": 1.0}),
