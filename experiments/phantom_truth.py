@@ -275,6 +275,11 @@ TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
     "residual+mismatch+e-equalized+fixed-cross-dlr4-lat3-eref-ds1": (
         "the reference's side with E in the reference phase, lambda_ds held at 1",
         {**RMEF_CROSS_DLR4, "loss.lambda_laterality": 3.0, "loss.e_ref": True, "loss.ds_decay_iters": 10**9}),
+    # ... E taught by the side term alone (one more update of E after the reference phase) instead
+    # of every reference-phase term reaching it (loss.e_ref).
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-lat3-elat": (
+        "the reference's side, E updated on that term alone (loss.laterality_e)",
+        {**RMEF_CROSS_DLR4, "loss.lambda_laterality": 3.0, "loss.laterality_e": True}),
     "residual+mismatch+e-equalized+fixed-cross-dlr4-lat3-eref-i3000": (
         "the reference's side with E in the reference phase, trained 3000 steps",
         {**RMEF_CROSS_DLR4, "loss.lambda_laterality": 3.0, "loss.e_ref": True, "train.iters": 3000,

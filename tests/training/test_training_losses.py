@@ -805,6 +805,44 @@ def test_lambda_laterality_adds_change_the_side_where_the_references_removal_doe
     assert torch.allclose(with_lat["G"] - plain["G"], hand, atol=1e-6)
 
 
+def test_e_laterality_loss_is_the_terms_value_and_teaches_e_through_the_reference_alone(tiny_cfg):
+    """E's own update (loss.laterality_e) reads the same gap as the G phase's term; with G frozen
+    its gradient reaches E, through E(x_ref) only."""
+    from xraystyle.training.losses import e_laterality_loss
+    from xraystyle.training.step import frozen
+
+    nets, x, y_org, y_trg, _ = _four_rows(tiny_cfg, [0, 0, 1, 0], [1, 1, 0, 0])
+    x_refs = (torch.rand(4, 1, 32, 32) * 2 - 1, torch.rand(4, 1, 32, 32) * 2 - 1)
+    fixed_org = torch.tensor([True, True, False, True])
+    rows = torch.tensor([True, True, False, False])
+    _, t = g_loss(nets, x, y_org, y_trg, x_refs=x_refs, fixed_org=fixed_org, lambda_laterality=1.0, laterality_rows=rows)
+    with frozen([nets["G"], nets["F"], nets["D"]]):
+        loss_e = e_laterality_loss(nets, x, y_org, y_trg, x_refs[0], rows, fixed_org=fixed_org)
+        loss_e.backward()
+    assert loss_e.item() == pytest.approx(t["laterality"].item(), rel=1e-5)
+    assert all(p.grad is None for k in "GFD" for p in nets[k].parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in nets["E"].parameters())
+    # the source's normal style (E(x_real) where it is not the fixed one) is a constant
+    nets["E"].zero_grad(set_to_none=True)
+    x_other = torch.rand(4, 1, 32, 32) * 2 - 1
+    with frozen([nets["G"], nets["F"], nets["D"]]):
+        a = torch.autograd.grad(e_laterality_loss(nets, x, y_org, y_trg, x_refs[0], rows), list(nets["E"].parameters()),
+                                allow_unused=True)
+        b = torch.autograd.grad(e_laterality_loss(nets, x, y_org, y_trg, x_other, rows), list(nets["E"].parameters()),
+                                allow_unused=True)
+    assert any(ga is not None and gb is not None and not torch.allclose(ga, gb) for ga, gb in zip(a, b))
+
+
+def test_laterality_e_needs_the_term_and_excludes_e_ref():
+    from xraystyle.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="loss.laterality_e.*lambda_laterality"):
+        LossConfig(laterality_e=True)
+    with pytest.raises(ConfigError, match="loss.laterality_e.*e_ref"):
+        LossConfig(laterality_e=True, lambda_laterality=1.0, e_ref=True)
+    assert LossConfig(laterality_e=True, lambda_laterality=1.0).laterality_e
+
+
 def test_lambda_geometry_needs_a_style_that_holds_the_grid():
     from xraystyle.config import from_dict
     from xraystyle.errors import ConfigError

@@ -333,6 +333,36 @@ def test_lambda_laterality_reaches_the_reference_phase_only(tiny_cfg, fetcher, m
     assert all(torch.isfinite(t["G/ref_laterality"]) for t in terms) and "G/latent_laterality" not in terms[0]
 
 
+def test_laterality_e_updates_e_alone_after_the_reference_phase(tiny_cfg, fetcher, monkeypatch):
+    """With loss.laterality_e each step ends with one update of E on the reference's side (the
+    reference phase's adding rows), weighted by lambda_laterality; D, F and G get no update from it."""
+    import xraystyle.training.step as step_mod
+
+    calls = []
+    real = step_mod.e_laterality_loss
+
+    def spy(nets, x_real, y_org, y_ref, x_ref, rows, **kw):
+        calls.append((y_org, y_ref, rows))
+        before.update({k: flat(state.nets[k]).clone() for k in "DFGE"})
+        return real(nets, x_real, y_org, y_ref, x_ref, rows, **kw)
+
+    monkeypatch.setattr(step_mod, "e_laterality_loss", spy)
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg.loss.lambda_laterality, cfg.loss.laterality_e = 2.0, True
+    accel = make_accel("reference", torch.device("cpu"))
+    state, before = build_state(cfg, accel, seed=cfg.train.seed), {}
+    normal, e_moved = cfg.domains.index("normal"), []
+    for step in range(4):
+        terms = train_step(state, state.nets, fetcher(step), cfg, accel)
+        assert len(calls) == step + 1 and torch.isfinite(terms["E/ref_laterality"])
+        y_org, y_ref, rows = calls[-1]
+        assert torch.equal(rows, (y_org == normal) & (y_ref != normal))
+        for k in "DFG":  # (the EMA copies move after it; the networks do not)
+            assert torch.equal(flat(state.nets[k]), before[k])
+        e_moved.append(bool(rows.any()) and not torch.equal(flat(state.nets["E"]), before["E"]))
+    assert any(e_moved)
+
+
 def test_lambda_geometry_reaches_both_generator_phases_and_e_only_where_e_learns(tiny_cfg, fetcher, monkeypatch):
     """Adding rows (normal source, finding target) in both G phases; removing rows (finding source,
     normal target) in the latent phase, where E is updated, and not in the reference phase."""

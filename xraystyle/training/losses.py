@@ -118,6 +118,10 @@ class LossConfig:
     # and the style reconstruction, and on the phantom in little over half the cases while G's
     # removal of the same references tells their side in about nine of ten. 0 = as published.
     lambda_laterality: float = 0.0
+    # E taught the reference's side by that term alone (issue #16, eleventh round): after the
+    # reference G phase, one more update of E alone on the same term (G a constant), instead of
+    # ``e_ref``, which lets every reference-phase term reach E. False = E as published.
+    laterality_e: bool = False
     r1_weight: float = 1.0
     r1_interval: int = 1  # lazy R1: every k D steps with weight * k (1 = every step, as published)
 
@@ -129,6 +133,10 @@ class LossConfig:
             check(getattr(self, key) >= 0, f"loss.{key}", "must be >= 0")
         check(self.cyc_detach in ("none", "adds", "all"), "loss.cyc_detach",
               f"must be none, adds or all, got {self.cyc_detach!r}")
+        check(not self.laterality_e or self.lambda_laterality > 0, "loss.laterality_e",
+              "needs loss.lambda_laterality > 0: E is taught that term")
+        check(not (self.laterality_e and self.e_ref), "loss.laterality_e",
+              "and loss.e_ref both update E in the reference phase: choose one")
         check(self.ds_decay_iters >= 1, "loss.ds_decay_iters", "must be >= 1")
         check(self.r1_interval >= 1, "loss.r1_interval", "must be >= 1")
 
@@ -301,6 +309,29 @@ def laterality(x_after: torch.Tensor, x_before: torch.Tensor) -> torch.Tensor:
     half = d.shape[-1] // 2
     left, right = d[..., :half].sum((1, 2)), d[..., d.shape[-1] - half:].sum((1, 2))
     return left / (left + right).clamp(min=1e-12)
+
+
+def laterality_gap(G: nn.Module, x_real: torch.Tensor, x_fake: torch.Tensor, x_ref: torch.Tensor,
+                   s_org: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Mean over the bool ``rows`` of |lat(x_fake, x_real) - lat(x_ref, G(x_ref, s_org))|: an add
+    must change its source on the side where G's removal of the reference (``s_org`` the source's
+    normal style) changes the reference, which is a constant of the term."""
+    with torch.no_grad():
+        side_ref = laterality(x_ref, G(x_ref, s_org))
+    return row_mean((laterality(x_fake, x_real) - side_ref).abs(), rows)
+
+
+def e_laterality_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_ref: torch.Tensor,
+                      x_ref: torch.Tensor, rows: torch.Tensor, *, phys: PhysicsAug | None = None,
+                      fixed_ref: torch.Tensor | None = None,
+                      fixed_org: torch.Tensor | None = None) -> torch.Tensor:
+    """``laterality_gap`` of the reference-guided add G(x_real, E(x_ref)) for E's own update
+    (``loss.laterality_e``): its gradient reaches G's input style, so with G frozen E alone."""
+    s_trg = style_target(nets, y_ref, None, _through(phys, "e", x_ref), fixed_ref)
+    with torch.no_grad():
+        s_org = style_code(nets, y_org, x_ref=_through(phys, "e", x_real), fixed=fixed_org)
+    G = nets["G"]
+    return laterality_gap(G, x_real, G(x_real, s_trg), x_ref, s_org, rows)
 
 
 def style_geometry(s: torch.Tensor) -> torch.Tensor:
@@ -501,9 +532,7 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
             terms["geometry_e"] = loss_geo_e
         loss = loss + lambda_geometry * loss_geo
     if lambda_laterality > 0 and laterality_rows is not None and x_ref is not None:
-        with torch.no_grad():  # where the reference's findings are: a constant of the term
-            side_ref = laterality(x_ref, G(x_ref, s_org))
-        loss_lat = row_mean((laterality(x_fake, x_real) - side_ref).abs(), laterality_rows)
+        loss_lat = laterality_gap(G, x_real, x_fake, x_ref, s_org, laterality_rows)
         loss = loss + lambda_laterality * loss_lat
         terms["laterality"] = loss_lat
     if lambda_id > 0:

@@ -13,7 +13,7 @@ from ..streams import Stream
 from .accel import Accel
 from .config import RunConfig
 from .ema import ema_update
-from .losses import d_loss, g_loss, lambda_ds_at, soft_boxes
+from .losses import d_loss, e_laterality_loss, g_loss, lambda_ds_at, soft_boxes
 from .physics import PhysicsAug
 from .state import EMA_NETS, TrainState
 
@@ -146,6 +146,14 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
                                  laterality_rows=adding.get(tag))
             _update(state, loss, names, grad_sync)
         terms.update({f"G/{tag}_{k}": v for k, v in t.items()})
+
+    if lc.laterality_e:  # E alone, on the reference's side (G a constant)
+        with frozen(state.nets[n] for n in ("D", "F", "G")):
+            with accel.autocast():
+                loss_e = e_laterality_loss(fwd, x_real, y_org, batch.y_ref, x_ref, adding["ref"], phys=phys,
+                                           fixed_ref=fixed["ref"], fixed_org=fixed["org"])
+            _update(state, lc.lambda_laterality * loss_e, ("E",), grad_sync)
+        terms["E/ref_laterality"] = loss_e.detach()
 
     for name in EMA_NETS:
         ema_update(state.ema[name], state.nets[name], cfg.optim.ema_beta)
