@@ -10,7 +10,7 @@ side of every output. Reported per run:
 - ``confusion``: the references' true side (right / left / both) against the outputs' measured
   side (right / left / both / none; "invalid" where the oracle does not read the output as this
   patient), counts over all reference x source pairs;
-- ``latent_sides``: the measured sides of ``--n-latent`` latent adds (F(z), sources in turn);
+- ``latent_sides``: the measured sides of 64 latent adds (F(z), sources in turn);
 - ``removal_side_accuracy``: whether G's own removal of each reference (the fixed or the source's
   normal style) tells its side: the share of the removal's squared change in the image's left
   half (``xraystyle.training.losses.laterality``; right of the patient = left of the image) read
@@ -34,6 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SIDES = ("right", "left", "both")
+N_LATENT = 64  # latent adds read for their sides (sources in turn)
 
 
 def side_of_share(share: float, lo: float = 0.35, hi: float = 0.65) -> str:
@@ -86,9 +87,9 @@ def diagnose(run: Path, a) -> dict:
                 side = measured(out[j, 0].numpy(), j)
                 confusion[(sides[i], side)] += 1
                 by_side.setdefault(side, []).append(lat[j])
-        z = torch.randn(a.n_latent, model.latent_dim, generator=torch.Generator().manual_seed(a.seed))
-        idx = [k % len(normals) for k in range(a.n_latent)]
-        y = y_e.repeat(a.n_latent)
+        z = torch.randn(N_LATENT, model.latent_dim, generator=torch.Generator().manual_seed(a.seed))
+        idx = [k % len(normals) for k in range(N_LATENT)]
+        y = y_e.repeat(N_LATENT)
         latent = translate_latent(model.nets, x_src[idx], y, z, model.fixed(y))
         latent_sides = Counter(measured(latent[k, 0].numpy(), j) for k, j in enumerate(idx))
         y = y_n.repeat(len(refs))
@@ -110,19 +111,9 @@ def diagnose(run: Path, a) -> dict:
 
 
 def main() -> None:
-    import argparse
+    from experiments.phantom_runs import diagnosis_args
 
-    import torch
-
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("runs", nargs="+", type=Path)
-    p.add_argument("--n-sources", type=int, default=16)
-    p.add_argument("--n-styles", type=int, default=24, help="references (effusion images of the split)")
-    p.add_argument("--n-latent", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path)
-    a = p.parse_args()
-    torch.set_num_threads(1)
+    a = diagnosis_args(__doc__, n_sources=16, n_styles=24)  # n_styles: references (effusions of the split)
     results = {}
     for run in a.runs:
         r = results[str(run)] = diagnose(run, a)
