@@ -284,6 +284,11 @@ TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
         "the reference's side with E in the reference phase, trained 3000 steps",
         {**RMEF_CROSS_DLR4, "loss.lambda_laterality": 3.0, "loss.e_ref": True, "train.iters": 3000,
          "loss.ds_decay_iters": 3000}),
+    # Twelfth round: E learning in the reference phase through the reference's code alone (its
+    # passes on the fake and on the source held fixed, loss.e_ref_code): cheaper; does the side hold?
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-lat1-erefc": (
+        "the reference's side (weight 1) with E updated in the reference phase through the reference's code alone",
+        {**RMEF_CROSS_DLR4, "loss.lambda_laterality": 1.0, "loss.e_ref": True, "loss.e_ref_code": True}),
 }
 # Issue #16 item 1, what limits quality: the remedy-free baseline over base width x steps (one
 # seed; ``baseline`` is width 8, 1500 steps). The diversity weight decays over the whole run.

@@ -808,8 +808,8 @@ def test_lambda_laterality_adds_change_the_side_where_the_references_removal_doe
 def test_e_laterality_loss_is_the_terms_value_and_teaches_e_through_the_reference_alone(tiny_cfg):
     """E's own update (loss.laterality_e) reads the same gap as the G phase's term; with G frozen
     its gradient reaches E, through E(x_ref) only."""
+    from xraystyle.training.freeze import frozen
     from xraystyle.training.losses import e_laterality_loss
-    from xraystyle.training.step import frozen
 
     nets, x, y_org, y_trg, _ = _four_rows(tiny_cfg, [0, 0, 1, 0], [1, 1, 0, 0])
     x_refs = (torch.rand(4, 1, 32, 32) * 2 - 1, torch.rand(4, 1, 32, 32) * 2 - 1)
@@ -831,6 +831,57 @@ def test_e_laterality_loss_is_the_terms_value_and_teaches_e_through_the_referenc
         b = torch.autograd.grad(e_laterality_loss(nets, x, y_org, y_trg, x_other, rows), list(nets["E"].parameters()),
                                 allow_unused=True)
     assert any(ga is not None and gb is not None and not torch.allclose(ga, gb) for ga, gb in zip(a, b))
+
+
+def test_e_code_only_teaches_e_through_the_style_targets_pass_alone(tiny_cfg):
+    """loss.e_ref_code: E's weights get exactly the gradient that reaches its pass on the
+    reference, E(x_ref); the loss and G's gradient are those of E learning from every pass."""
+    nets, x, y_org, y_trg, _ = _four_rows(tiny_cfg, [0, 0, 1, 1], [1, 1, 0, 0])
+    x_refs = (torch.rand_like(x) * 2 - 1, torch.rand_like(x) * 2 - 1)
+    E, G = nets["E"], nets["G"]
+    calls = []
+
+    class Recording(nn.Module):  # E's passes in order, each output's gradient kept
+        def __init__(self):
+            super().__init__()
+            self.e = E
+
+        def forward(self, x_in, y):
+            s = self.e(x_in, y)
+            if s.requires_grad:
+                s.retain_grad()
+            calls.append((x_in, y, s))
+            return s
+
+    recorded = {**nets, "E": Recording()}
+    kw = dict(x_refs=x_refs, fixed_org=torch.tensor([True, True, False, False]), sty_target_fixed=True,
+              lambda_laterality=1.0, laterality_rows=torch.tensor([True, True, False, False]))
+
+    def grads(loss):
+        for net in (E, G):
+            net.zero_grad(set_to_none=True)
+        loss.backward()
+        return [torch.cat([p.grad.reshape(-1) for p in net.parameters() if p.grad is not None]) for net in (E, G)]
+
+    every, _ = g_loss(recorded, x, y_org, y_trg, **kw)
+    e_every, g_every = grads(every)
+    calls.clear()
+    code, _ = g_loss(recorded, x, y_org, y_trg, e_code_only=True, **kw)
+    e_code, g_code = grads(code)
+    x_ref, y_ref, s_ref = calls[0]  # the style target's pass comes first
+    assert x_ref is x_refs[0]
+    expected = torch.autograd.grad(E(x_ref, y_ref), list(E.parameters()), grad_outputs=s_ref.grad)
+    assert torch.allclose(e_code, torch.cat([g.reshape(-1) for g in expected]), atol=1e-7)
+    assert not torch.allclose(e_code, e_every, atol=1e-6)  # the fake's and the source's passes count there
+    assert code.item() == every.item() and torch.equal(g_code, g_every)
+
+
+def test_e_ref_code_needs_e_ref():
+    from xraystyle.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="loss.e_ref_code.*e_ref"):
+        LossConfig(e_ref_code=True)
+    assert LossConfig(e_ref=True, e_ref_code=True).e_ref_code
 
 
 def test_laterality_e_needs_the_term_and_excludes_e_ref():

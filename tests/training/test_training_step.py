@@ -109,7 +109,7 @@ def test_freezing_unupdated_networks_is_exact(fetcher, monkeypatch, overrides):
 
 
 def test_frozen_restores_each_parameters_own_flag():
-    from xraystyle.training.step import frozen
+    from xraystyle.training.freeze import frozen
 
     net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
     net[0].weight.requires_grad_(False)  # frozen by design
@@ -269,6 +269,20 @@ def test_e_ref_updates_e_in_the_reference_phase_with_a_fixed_style_target(tiny_c
     assert stepped[-1] == ("G",) and [fixed for *_, fixed in seen] == [False, False]
     assert not torch.equal(flat(on.nets["E"]), flat(off.nets["E"]))
     assert torch.equal(flat(on.nets["F"]), flat(off.nets["F"]))
+
+
+def test_e_ref_code_reaches_the_reference_phase_only(tiny_cfg, fetcher, monkeypatch):
+    """loss.e_ref_code asks g_loss to hold E's other passes fixed in the reference phase alone;
+    E still steps there, and it moves differently from loss.e_ref's."""
+    seen = spy_rows(monkeypatch, "g_loss", "e_code_only")
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg.loss.e_ref = True
+    every, _ = run(cfg, fetcher, 2)
+    seen.clear()
+    cfg.loss.e_ref_code = True
+    code, _ = run(cfg, fetcher, 2)
+    assert [only for *_, only in seen] == [False, True, False, True]
+    assert not torch.equal(flat(code.nets["E"]), flat(every.nets["E"]))
 
 
 def test_lambda_partial_mixes_the_removals_with_boxes_drawn_per_step(tiny_cfg, fetcher, monkeypatch):

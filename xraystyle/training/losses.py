@@ -18,6 +18,7 @@ from torch import nn
 from ..config import check
 from ..models.equalize import soft_equalize
 from ..models.style import style_code
+from .freeze import frozen
 from .physics import PhysicsAug
 
 
@@ -79,6 +80,10 @@ class LossConfig:
     # phantom G then stops rendering E's codes: the reference's side no longer reaches the output
     # (ninth round). False = as published.
     e_ref: bool = False
+    # With ``e_ref``, E learns in the reference phase through the reference's code E(x_ref) alone;
+    # its other passes there (the fake's style, the source's own code) run with its weights fixed,
+    # as the latent phase already teaches it those. About a third less of E's extra backward work.
+    e_ref_code: bool = False
     # Partial removals as negatives for D (issue #16, ninth round; CutMix, Yun et al. 2019, as
     # Schonfeld et al. 2020 use it on D): in the D phases, each removal (a source with findings
     # translated to normal) is mixed with its source inside a random soft box, and D's normal
@@ -137,6 +142,7 @@ class LossConfig:
               "needs loss.lambda_laterality > 0: E is taught that term")
         check(not (self.laterality_e and self.e_ref), "loss.laterality_e",
               "and loss.e_ref both update E in the reference phase: choose one")
+        check(not self.e_ref_code or self.e_ref, "loss.e_ref_code", "needs loss.e_ref: true")
         check(self.ds_decay_iters >= 1, "loss.ds_decay_iters", "must be >= 1")
         check(self.r1_interval >= 1, "loss.r1_interval", "must be >= 1")
 
@@ -465,6 +471,7 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
            lambda_geometry: float = 0.0,
            geometry_rows: tuple[torch.Tensor, torch.Tensor | None] | None = None,
            lambda_laterality: float = 0.0, laterality_rows: torch.Tensor | None = None,
+           e_code_only: bool = False,
            ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Generator loss: adversarial + style reconstruction - diversity sensitivity + cycle,
     plus the physics terms of ``phys`` (style-encoder invariance, generator equivariance),
@@ -495,7 +502,11 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
                                 s_trg if d_style else None)
     loss_adv = adv_loss(out_fake, 1.0)
 
-    s_pred = E(_through(phys, "sty", x_fake), y_trg)
+    def e_fixed():  # E's passes other than the style target's, under ``e_code_only``
+        return frozen([E]) if e_code_only else contextlib.nullcontext()
+
+    with e_fixed():
+        s_pred = E(_through(phys, "sty", x_fake), y_trg)
     loss_sty = (s_pred.float() - (s_trg.detach() if sty_target_fixed else s_trg).float()).abs().mean()
 
     # Diversity sensitivity: two styles for the same target should give different images. The
@@ -506,7 +517,8 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
     loss_ds = (x_fake.float() - x_fake2.float()).abs().mean()
 
     # Cycle consistency: back to the source domain with the source's own style.
-    s_org = style_code(nets, y_org, x_ref=_through(phys, "e", x_real), fixed=fixed_org)
+    with e_fixed():
+        s_org = style_code(nets, y_org, x_ref=_through(phys, "e", x_real), fixed=fixed_org)
     x_back = x_fake if cyc_fixed_rows is None else torch.where(cyc_fixed_rows[:, None, None, None], x_fake.detach(), x_fake)
     x_rec = G(x_back if cyc_noise is None else x_back + cyc_noise, s_org)
     if cyc_rows is None:
@@ -560,10 +572,11 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
     if phys is not None and phys.cfg.lambda_inv > 0:
         # The style of an image must not depend on its exposure: real and generated images. E of
         # the plain image is already at hand (cycle / style terms) unless a remedy changed its input.
-        plain_real = s_org if not phys.cfg.e_augment and fixed_org is None else E(x_real, y_org)
-        plain_fake = s_pred if not phys.cfg.sty_augment else E(x_fake, y_trg)
-        loss_inv = sum((E(phys(x), y).float() - plain.float()).abs().mean()
-                       for x, y, plain in ((x_real, y_org, plain_real), (x_fake, y_trg, plain_fake)))
+        with e_fixed():
+            plain_real = s_org if not phys.cfg.e_augment and fixed_org is None else E(x_real, y_org)
+            plain_fake = s_pred if not phys.cfg.sty_augment else E(x_fake, y_trg)
+            loss_inv = sum((E(phys(x), y).float() - plain.float()).abs().mean()
+                           for x, y, plain in ((x_real, y_org, plain_real), (x_fake, y_trg, plain_fake)))
         loss = loss + phys.cfg.lambda_inv * loss_inv
         terms["inv"] = loss_inv
     if phys is not None and phys.cfg.lambda_eq > 0:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Callable, Iterable, Mapping
 
 import torch
 from torch import nn
@@ -13,25 +12,12 @@ from ..streams import Stream
 from .accel import Accel
 from .config import RunConfig
 from .ema import ema_update
+from .freeze import frozen
 from .losses import d_loss, e_laterality_loss, g_loss, lambda_ds_at, soft_boxes
 from .physics import PhysicsAug
 from .state import EMA_NETS, TrainState
 
 GradSync = Callable[[Iterable[nn.Parameter]], None]
-
-
-@contextmanager
-def frozen(nets: Iterable[nn.Module]) -> Iterator[None]:
-    """No weight gradients for ``nets`` inside the block; each parameter's own flag restored."""
-    params = [p for net in nets for p in net.parameters()]
-    flags = [p.requires_grad for p in params]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in zip(params, flags):
-            p.requires_grad_(flag)
 
 
 def _update(state: TrainState, loss: torch.Tensor, names: tuple[str, ...],
@@ -143,7 +129,7 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
                                  geometry_rows=(adding[tag], removing[tag] if "E" in names else None)
                                  if lc.lambda_geometry > 0 else None,
                                  lambda_laterality=lc.lambda_laterality if tag == "ref" else 0.0,
-                                 laterality_rows=adding.get(tag))
+                                 laterality_rows=adding.get(tag), e_code_only=lc.e_ref_code and tag == "ref")
             _update(state, loss, names, grad_sync)
         terms.update({f"G/{tag}_{k}": v for k, v in t.items()})
 
