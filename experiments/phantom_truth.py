@@ -36,13 +36,15 @@ RESIDUAL_MISMATCH = {"model.generator_output": "residual", "loss.lambda_mismatch
 RMEF = {**EQ_FIXED, **RESIDUAL_MISMATCH}
 # Fourth round, removal: every target another domain; D learning 4x as fast as G (demo lr 2e-4).
 CROSS, DLR4 = {"train.target_policy": "toggle"}, {"optim.d_lr": 8.0e-4}
-# Today's default (configs/demo.yaml since the fourth round).
+# The fourth round's default (configs/demo.yaml from the fourth round to the eleventh).
 RMEF_CROSS_DLR4 = {**RMEF, **CROSS, **DLR4}
+# Today's default (configs/demo.yaml since the twelfth round) adds the eleventh round's side term
+# at weight 1 with E learning in the reference phase: variant ...-cross-dlr4-lat1-eref below.
 
 TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
     "baseline": ("remedy-free StarGAN v2 (augmentation of all inputs only)", {}),
-    "default": ("today's default: configs/demo.yaml as shipped (since issue #16's fourth round the same "
-                "config as residual+mismatch+e-equalized+fixed-cross-dlr4)", None),
+    "default": ("today's default: configs/demo.yaml as shipped (since issue #16's twelfth round the same "
+                "config as residual+mismatch+e-equalized+fixed-cross-dlr4-lat1-eref)", None),
     # the default before issue #16's third round
     "d-e+inv+fixed": VARIANTS["d-e+inv+fixed"],
     "d-e-augment": (VARIANTS["d-e-augment"][0], VARIANTS["d-e-augment"][1]),
@@ -95,27 +97,27 @@ TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
     "residual+mismatch+e-equalized+fixed-cross": ("the above with cross-domain targets only",
                                                   {**RMEF, **CROSS}),
     "residual+mismatch+e-equalized+fixed-cross-dlr4": ("cross-domain targets and D's learning rate 4x "
-                                                       "(today's default)", RMEF_CROSS_DLR4),
+                                                       "(the fourth round's default)", RMEF_CROSS_DLR4),
     "residual+mismatch+e-equalized+fixed-cross-dlr4-i3000": (
-        "today's default trained 3000 steps",
+        "the fourth round's default trained 3000 steps",
         {**RMEF_CROSS_DLR4, "train.iters": 3000, "loss.ds_decay_iters": 3000}),
     # Tenth round: four times the steps (about the issue's hour of research budget on 2 cores),
     # beside the supervised bound at the same steps (experiments/supervised_bound.py).
     "residual+mismatch+e-equalized+fixed-cross-dlr4-i6000": (
-        "today's default trained 6000 steps",
+        "the fourth round's default trained 6000 steps",
         {**RMEF_CROSS_DLR4, "train.iters": 6000, "loss.ds_decay_iters": 6000}),
     # Fifth round. Reference volume: the added volume follows the source, not the style (style
     # explains under a tenth of its variance), so one style must add the same extent to any
     # normal image. Removal: a discriminator twice as wide, to see the fluid a removal leaves.
     "residual+mismatch+e-equalized+fixed-cross-dlr4-ext10": (
-        "today's default with extent consistency (lambda_extent 10)", {**RMEF_CROSS_DLR4, "loss.lambda_extent": 10.0}),
+        "the fourth round's default with extent consistency (lambda_extent 10)", {**RMEF_CROSS_DLR4, "loss.lambda_extent": 10.0}),
     "residual+mismatch+e-equalized+fixed-cross-dlr4-dw16": (
-        "today's default with D twice as wide (d_base_width 16)", {**RMEF_CROSS_DLR4, "model.d_base_width": 16}),
+        "the fourth round's default with D twice as wide (d_base_width 16)", {**RMEF_CROSS_DLR4, "model.d_base_width": 16}),
     # Nothing in the published objective checks that an output shows what its style says except
     # E, which is trained on G's outputs only: a style-aware D learns the agreement from real
     # images (a real image with another's style is fake); reference phases only.
     "residual+mismatch+e-equalized+fixed-cross-dlr4-sm1": (
-        "today's default with the style-aware D (lambda_style_match 1)",
+        "the fourth round's default with the style-aware D (lambda_style_match 1)",
         {**RMEF_CROSS_DLR4, "loss.lambda_style_match": 1.0}),
     "residual+mismatch+e-equalized+fixed-cross-dlr4-sm1-latent": (
         "the style-aware D in the latent phases too (latent fakes paired with F's codes)",
@@ -143,53 +145,53 @@ TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
         {**RMEF_CROSS_DLR4, "loss.lambda_style_match": w, "loss.style_match_latent": True})
        for tag, w in (("05", 0.5), ("03", 0.3), ("01", 0.1))},
     # Generator equivariance to intensity maps (the first physics ablation's g-equivariance) on
-    # today's default: the edit must scale with the exposure, so the style, not the source's
+    # the fourth round's default: the edit must scale with the exposure, so the style, not the source's
     # contrast, would be left to set how much fluid there is.
     "residual+mismatch+e-equalized+fixed-cross-dlr4-eq1": (
-        "today's default with generator equivariance (physics.lambda_eq 1)",
+        "the fourth round's default with generator equivariance (physics.lambda_eq 1)",
         {**RMEF_CROSS_DLR4, "physics.lambda_eq": 1.0}),
     # Seventh round. Removal: with cross-domain targets G never sees a chest already in its
     # target domain, and its 'normal' edit is partly one template for every chest (it darkens the
     # lung bases of fluid-free chests too); the identity term asks G to leave a real image given
     # its own style unchanged.
     **{f"residual+mismatch+e-equalized+fixed-cross-dlr4-id{tag}": (
-        f"today's default with the identity term (lambda_id {w})", {**RMEF_CROSS_DLR4, "loss.lambda_id": w})
+        f"the fourth round's default with the identity term (lambda_id {w})", {**RMEF_CROSS_DLR4, "loss.lambda_id": w})
        for tag, w in (("1", 1.0), ("3", 3.0))},
     # ... the cycle on removals (it may reward a removal that leaves a trace of the fluid),
     # dropped, alone and beside the identity term.
     "residual+mismatch+e-equalized+fixed-cross-dlr4-cycn0": (
-        "today's default without the cycle on removals (cyc_normal_weight 0)",
+        "the fourth round's default without the cycle on removals (cyc_normal_weight 0)",
         {**RMEF_CROSS_DLR4, "loss.cyc_normal_weight": 0.0}),
     "residual+mismatch+e-equalized+fixed-cross-dlr4-cycn0-id1": (
-        "today's default without the cycle on removals, with the identity term (lambda_id 1)",
+        "the fourth round's default without the cycle on removals, with the identity term (lambda_id 1)",
         {**RMEF_CROSS_DLR4, "loss.cyc_normal_weight": 0.0, "loss.lambda_id": 1.0}),
     # ... and whether G's (and E's) width limits removal: twice as wide, D as before.
     "residual+mismatch+e-equalized+fixed-cross-dlr4-gw16": (
-        "today's default with G and E twice as wide (base_width 16, d_base_width 8)",
+        "the fourth round's default with G and E twice as wide (base_width 16, d_base_width 8)",
         {**RMEF_CROSS_DLR4, "model.base_width": 16, "model.d_base_width": 8}),
     # Eighth round. D's normal head scores the model's removals like real normals although a
     # fifth of a large effusion is left: a patch head judges each cell of D's feature map too, so
     # a remnant in one corner is judged where it is (8 x 8 and 16 x 16 cells at 64 px).
     **{f"residual+mismatch+e-equalized+fixed-cross-dlr4-patch{g}": (
-        f"today's default with D's patch head ({g} x {g} cells)", {**RMEF_CROSS_DLR4, "model.d_patch": g})
+        f"the fourth round's default with D's patch head ({g} x {g} cells)", {**RMEF_CROSS_DLR4, "model.d_patch": g})
        for g in (8, 16)},
     # ... the cycle from a normal source (add, then remove with the normal style: back to the
     # patient exactly) is the one signal that says how much of a patient's fluid to take away;
     # weighted 3x, on its own (removals' cycle at 1) and with every cycle at 3.
     "residual+mismatch+e-equalized+fixed-cross-dlr4-cyca3": (
-        "today's default with the cycle of adds at 3, removals' at 1 (lambda_cyc 3, cyc_normal_weight 1/3)",
+        "the fourth round's default with the cycle of adds at 3, removals' at 1 (lambda_cyc 3, cyc_normal_weight 1/3)",
         {**RMEF_CROSS_DLR4, "loss.lambda_cyc": 3.0, "loss.cyc_normal_weight": 1 / 3}),
     "residual+mismatch+e-equalized+fixed-cross-dlr4-cyc3": (
-        "today's default with lambda_cyc 3", {**RMEF_CROSS_DLR4, "loss.lambda_cyc": 3.0}),
+        "the fourth round's default with lambda_cyc 3", {**RMEF_CROSS_DLR4, "loss.lambda_cyc": 3.0}),
     # ... D's real/fake heads accept removals with fluid left; the domain classifier on D's trunk
     # (StarGAN v1) is trained on real images' labels alone: does it read the remnant, and G then
     # remove it?
     "residual+mismatch+e-equalized+fixed-cross-dlr4-cls1": (
-        "today's default with D's domain classifier (lambda_cls 1)", {**RMEF_CROSS_DLR4, "loss.lambda_cls": 1.0}),
+        "the fourth round's default with D's domain classifier (lambda_cls 1)", {**RMEF_CROSS_DLR4, "loss.lambda_cls": 1.0}),
     # ... and D without intensity augmentation: its brightness / contrast / gamma draws may hide
     # the faint density a removal leaves from D (E still reads the equalised image).
     "residual+mismatch+e-equalized+fixed-cross-dlr4-daug0": (
-        "today's default without D's intensity augmentation (physics.d_augment false)",
+        "the fourth round's default without D's intensity augmentation (physics.d_augment false)",
         {**RMEF_CROSS_DLR4, "physics.d_augment": False}),
     # ... what a failed removal leaves is the lung base G draws under the fluid, placed otherwise
     # than the patient's: the cycle of an add (normal -> effusion -> normal) is the one place G is told
@@ -197,7 +199,7 @@ TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
     # (sd 0.1) stops that. Alone, and without the cycle of removals (which noise would make ask
     # for a visible trace of the fluid).
     "residual+mismatch+e-equalized+fixed-cross-dlr4-cycnoise": (
-        "today's default with noise (sd 0.1) on the fake before the cycle's second pass (loss.cyc_noise 0.1)",
+        "the fourth round's default with noise (sd 0.1) on the fake before the cycle's second pass (loss.cyc_noise 0.1)",
         {**RMEF_CROSS_DLR4, "loss.cyc_noise": 0.1}),
     "residual+mismatch+e-equalized+fixed-cross-dlr4-cycnoise-cycn0": (
         "the above without the cycle of removals (cyc_normal_weight 0)",
@@ -207,7 +209,7 @@ TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
     # updated in the reference phase (the issue's own candidate), and beside it a diversity term
     # that does not decay (its gradient is what asks E(x_ref) to tell two references apart).
     "residual+mismatch+e-equalized+fixed-cross-dlr4-eref": (
-        "today's default with E also updated in the reference phase (loss.e_ref)",
+        "the fourth round's default with E also updated in the reference phase (loss.e_ref)",
         {**RMEF_CROSS_DLR4, "loss.e_ref": True}),
     "residual+mismatch+e-equalized+fixed-cross-dlr4-eref-ds1": (
         "the above with lambda_ds held at 1",
@@ -217,24 +219,24 @@ TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
     # removals (a removal mixed with its source inside a random box) as negatives for D's normal
     # head, at the mismatch term's weight.
     "residual+mismatch+e-equalized+fixed-cross-dlr4-partial1": (
-        "today's default with partial removals as D's negatives (loss.lambda_partial 1)",
+        "the fourth round's default with partial removals as D's negatives (loss.lambda_partial 1)",
         {**RMEF_CROSS_DLR4, "loss.lambda_partial": 1.0}),
     # ... a removal must draw the lung the fluid hid, and the way back of an add (normal ->
     # effusion -> normal) is the one place training shows it; through the first pass the cycle
     # lets the add leave that lung readable. The first pass held fixed on adds, and on every row.
     **{f"residual+mismatch+e-equalized+fixed-cross-dlr4-cycfix-{rows}": (
-        f"today's default with the cycle's first pass held fixed on {rows} (loss.cyc_detach {rows})",
+        f"the fourth round's default with the cycle's first pass held fixed on {rows} (loss.cyc_detach {rows})",
         {**RMEF_CROSS_DLR4, "loss.cyc_detach": rows}) for rows in ("adds", "all")},
     # ... held on adds, an honest way back may need more steps to learn the hidden outline than
-    # a readable one: twice the steps (against today's default at twice the steps, `-i3000`).
+    # a readable one: twice the steps (against the fourth round's default at twice the steps, `-i3000`).
     "residual+mismatch+e-equalized+fixed-cross-dlr4-cycfix-adds-i3000": (
-        "today's default with the cycle's first pass held on adds, trained 3000 steps",
+        "the fourth round's default with the cycle's first pass held on adds, trained 3000 steps",
         {**RMEF_CROSS_DLR4, "loss.cyc_detach": "adds", "train.iters": 3000, "loss.ds_decay_iters": 3000}),
     # ... the reference's volume: the style decides little of the added size because the
     # diversity term is met by the side; size diversity asks two styles for edits of different
     # sizes, alone and beside extent consistency (one style, the same size on two patients).
     "residual+mismatch+e-equalized+fixed-cross-dlr4-dse1": (
-        "today's default with size diversity (loss.lambda_ds_extent 1)",
+        "the fourth round's default with size diversity (loss.lambda_ds_extent 1)",
         {**RMEF_CROSS_DLR4, "loss.lambda_ds_extent": 1.0}),
     "residual+mismatch+e-equalized+fixed-cross-dlr4-dse1-ext10": (
         "the above with extent consistency (loss.lambda_extent 10)",
@@ -244,20 +246,20 @@ TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
     # of the size from any style. A part of the style that only the finding's geometry explains:
     # E predicts where a removal changes its source, an add changes its source where its style says.
     **{f"residual+mismatch+e-equalized+fixed-cross-dlr4-geo{tag}": (
-        f"today's default with the finding's geometry in the style (loss.lambda_geometry {w})",
+        f"the fourth round's default with the finding's geometry in the style (loss.lambda_geometry {w})",
         {**RMEF_CROSS_DLR4, "loss.lambda_geometry": w}) for tag, w in (("1", 1.0), ("3", 3.0))},
     # ... the side: shown the answer the same networks get it right in 0.85 of references after
     # 1500 steps, so the unpaired objective lacks the signal. The term that ties an output to its
     # style is the style reconstruction (E(G(x, s)) ~ s), never swept: three and ten times.
     **{f"residual+mismatch+e-equalized+fixed-cross-dlr4-sty{w}": (
-        f"today's default with the style reconstruction weighted {w} (loss.lambda_sty {w})",
+        f"the fourth round's default with the style reconstruction weighted {w} (loss.lambda_sty {w})",
         {**RMEF_CROSS_DLR4, "loss.lambda_sty": float(w)}) for w in (3, 10)},
     # Eleventh round: the side. G's removal of a real reference tells its side in about nine of
     # ten (the share of the removal's squared change in each half of the image), the reference-
     # guided add in little over half: an add must change its source on the reference's side
     # (reference phase; G alone, and with E also updated there, its code then asked for the side).
     **{f"residual+mismatch+e-equalized+fixed-cross-dlr4-lat{w}": (
-        f"today's default with the reference's side (loss.lambda_laterality {w})",
+        f"the fourth round's default with the reference's side (loss.lambda_laterality {w})",
         {**RMEF_CROSS_DLR4, "loss.lambda_laterality": float(w)}) for w in (1, 3, 10)},
     **{f"residual+mismatch+e-equalized+fixed-cross-dlr4-lat{w}-eref": (
         f"the reference's side (loss.lambda_laterality {w}) with E also updated in the reference phase",

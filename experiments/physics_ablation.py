@@ -33,7 +33,8 @@ from xraystyle.paths import cache_dir, resolve_config  # noqa: E402
 BASELINE = {"physics.d_augment": False, "physics.e_augment": False, "physics.lambda_inv": 0.0,
             "physics.lambda_eq": 0.0, "physics.sty_augment": False, "model.normal_style": "sampled",
             "model.style_input": "image", "model.generator_output": "image", "loss.lambda_cls": 0.0,
-            "loss.lambda_mismatch": 0.0, "optim.d_lr": None, "train.target_policy": "mixed"}
+            "loss.lambda_mismatch": 0.0, "optim.d_lr": None, "train.target_policy": "mixed",
+            "loss.lambda_laterality": 0.0, "loss.e_ref": False}
 
 VARIANTS: dict[str, tuple[str, dict]] = {
     "baseline": ("StarGAN v2 (data augmentation of all inputs only)", {}),

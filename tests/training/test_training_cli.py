@@ -33,16 +33,16 @@ def test_dry_run_prints_resolved_config():
 def test_default_configs_are_the_truth_benchmark_winner(png_cohort):
     """Real cohorts default to xray-256 and the phantom demo to demo.yaml, both with issue #16's
     winner (residual G, matching-aware D learning 4x as fast as G, cross-domain targets,
-    equalised E input, D augmentation, fixed normal: reports/phantom-truth.md); paper-256 stays
-    the published arithmetic."""
+    equalised E input, D augmentation, fixed normal, the reference's side with E in the reference
+    phase: reports/phantom-truth.md); paper-256 stays the published arithmetic."""
     winner = {("model", "generator_output"): "residual", ("model", "style_input"): "equalized",
               ("model", "normal_style"): "fixed", ("loss", "lambda_mismatch"): 1.0,
               ("physics", "d_augment"): True, ("physics", "e_augment"): False, ("physics", "lambda_inv"): 0.0,
-              ("train", "target_policy"): "toggle"}
+              ("train", "target_policy"): "toggle", ("loss", "lambda_laterality"): 1.0, ("loss", "e_ref"): True}
     published = {("model", "generator_output"): "image", ("model", "style_input"): "image",
                  ("model", "normal_style"): "sampled", ("loss", "lambda_mismatch"): 0.0,
                  ("physics", "d_augment"): False, ("physics", "e_augment"): False, ("physics", "lambda_inv"): 0.0,
-                 ("train", "target_policy"): "mixed"}
+                 ("train", "target_policy"): "mixed", ("loss", "lambda_laterality"): 0.0, ("loss", "e_ref"): False}
     for args, size, expected, d_over_g in ((("--cohort", png_cohort.path), 256, winner, 4.0),
                                            ((), 64, winner, 4.0),
                                            (("--config", "paper-256"), 256, published, None)):
@@ -53,6 +53,28 @@ def test_default_configs_are_the_truth_benchmark_winner(png_cohort):
         assert {k: cfg[k[0]][k[1]] for k in expected} == expected, args
         d_lr = cfg["optim"]["d_lr"]
         assert (d_lr is None) if d_over_g is None else d_lr == pytest.approx(d_over_g * cfg["optim"]["lr"]), args
+
+
+@pytest.mark.parametrize("config", [None, "xray-256"])
+def test_packaged_defaults_drop_the_side_term_without_a_normal_domain(config, tmp_path):
+    """The side term compares adds to normal images: a packaged default given domains without
+    'normal' trains without it and without E in the reference phase, and says so; with 'normal',
+    multi-label, or the user's own config (refused in one line) nothing is dropped."""
+    chosen = () if config is None else ("--config", config)
+    r = invoke(*chosen, "--domains", "effusion,nodule", "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert "no 'normal' domain" in r.stderr and "loss.lambda_laterality" in r.stderr
+    loss = yaml.safe_load(r.stdout)["loss"]
+    assert loss["lambda_laterality"] == 0 and loss["e_ref"] is False
+    for names in (("--domains", "normal,nodule"), ("--findings", "effusion,nodule")):
+        r = invoke(*chosen, *names, "--dry-run")
+        assert r.exit_code == 0 and "no 'normal' domain" not in r.stderr, r.output
+        loss = yaml.safe_load(r.stdout)["loss"]
+        assert loss["lambda_laterality"] == 1.0 and loss["e_ref"] is True
+    own = tmp_path / "own.yaml"
+    own.write_text(yaml.safe_dump({"loss": {"lambda_laterality": 1.0, "e_ref": True}}))
+    r = invoke("--config", own, "--domains", "effusion,nodule", "--dry-run")
+    assert r.exit_code != 0 and "loss.lambda_laterality" in r.output and "Traceback" not in r.output
 
 
 def test_train_then_resume_to_more_steps(png_cohort, tmp_path):

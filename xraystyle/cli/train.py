@@ -42,7 +42,7 @@ def train(
                                                ("train.batch_size", batch_size)) if value is not None}
     cfg = resolve_run_config(domains=names(domains), findings=names(findings), finding_sets=finding_sets,
                              conditioning=conditioning, config=config, cohort_given=cohort is not None,
-                             overrides=overrides)
+                             overrides=overrides, say=lambda line: typer.echo(line, err=True))
     if dry_run:
         typer.echo(yaml.safe_dump(to_dict(cfg), sort_keys=False), nl=False)
         raise typer.Exit()

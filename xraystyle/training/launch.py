@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from ..cohorts.vocabulary import NORMAL
 from ..errors import ConfigError
@@ -15,14 +16,16 @@ from .trainer import TrainResult
 
 def resolve_run_config(*, domains: list[str] | None = None, findings: list[str] | None = None,
                        finding_sets: bool = False, conditioning: str | None = None, config: str | None = None,
-                       cohort_given: bool = False, overrides: dict | None = None) -> RunConfig:
+                       cohort_given: bool = False, overrides: dict | None = None,
+                       say: Callable[[str], None] | None = None) -> RunConfig:
     """The run config: ``config`` (a YAML path or packaged name; default ``demo`` on the phantom,
     ``xray-256`` for a user's cohort) with the command's overrides. ``findings`` (or
     ``finding_sets``) asks for finding-set conditioning: set-additive unless the config or
-    ``conditioning`` names a set conditioning."""
+    ``conditioning`` names a set conditioning. A packaged config given single-label domains
+    without 'normal' leaves out its reference-side term (``say`` tells why)."""
     from ..config import load_yaml
     from ..models.conditioning import is_set_conditioning
-    from ..paths import resolve_config
+    from ..paths import CONFIG_DIR, resolve_config
 
     if domains is not None and findings is not None:
         raise ConfigError("give --domains (single-label) or --findings (multi-label), not both")
@@ -39,6 +42,16 @@ def resolve_run_config(*, domains: list[str] | None = None, findings: list[str] 
     if finding_sets and conditioning is None:
         base = load_yaml(path).get("model", {}).get("conditioning", "single")
         values["model.conditioning"] = base if is_set_conditioning(base) else "set-additive"
+    loss = load_yaml(path).get("loss", {})
+    if (not finding_sets and names and NORMAL not in names and path.resolve().parent == CONFIG_DIR.resolve()
+            and loss.get("lambda_laterality", 0) > 0 and "loss.lambda_laterality" not in values):
+        # The side term compares adds to normal images with removals of their references, so it
+        # needs a normal domain; E learning in the reference phase without it makes reference
+        # guidance worse (issue #16, ninth round), so both go. A user's own config is refused.
+        values.update({"loss.lambda_laterality": 0.0, "loss.e_ref": False, "loss.e_ref_code": False})
+        if say is not None:
+            say(f"{path.stem}: no 'normal' domain, so the reference-side term (loss.lambda_laterality) "
+                "and E in the reference phase (loss.e_ref) are off for this run")
     return load_config(path, values)
 
 

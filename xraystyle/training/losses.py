@@ -78,7 +78,8 @@ class LossConfig:
     # through E(x_ref) and E(x_real), and E learns to read the reference-guided fake; that term's
     # target E(x_ref) is held fixed, so it cannot be met by E forgetting the reference. On the
     # phantom G then stops rendering E's codes: the reference's side no longer reaches the output
-    # (ninth round). False = as published.
+    # (ninth round); beside ``lambda_laterality`` it carries the side further than before, and the
+    # two are the packaged configs' default since the twelfth round. False = as published.
     e_ref: bool = False
     # With ``e_ref``, E learns in the reference phase through the reference's code E(x_ref) alone;
     # its other passes there (the fake's style, the source's own code) run with its weights fixed,
@@ -121,7 +122,8 @@ class LossConfig:
     # reference's a constant). Self-supervised from real references and G's own removal: no side
     # labels, no masks. As published the reference's side reaches the output only through E's code
     # and the style reconstruction, and on the phantom in little over half the cases while G's
-    # removal of the same references tells their side in about nine of ten. 0 = as published.
+    # removal of the same references tells their side in about nine of ten; at 1 with ``e_ref``
+    # in about seven of ten (the packaged configs' default). 0 = as published.
     lambda_laterality: float = 0.0
     # E taught the reference's side by that term alone (issue #16, eleventh round): after the
     # reference G phase, one more update of E alone on the same term (G a constant), instead of
