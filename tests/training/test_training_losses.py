@@ -805,6 +805,55 @@ def test_lambda_laterality_adds_change_the_side_where_the_references_removal_doe
     assert torch.allclose(with_lat["G"] - plain["G"], hand, atol=1e-6)
 
 
+def test_laterality_gap_in_log_odds_charges_a_faint_change_on_the_wrong_side():
+    """loss.laterality_scale logit: the shares' log-odds, clamped at LOGIT_FLOOR, their gap scaled
+    to [0, 1]; against a one-sided reference a 90 / 10 add pays more than in shares, an even split
+    the same, and the add's gradient flows."""
+    import math
+
+    from xraystyle.training.losses import LOGIT_FLOOR, laterality, laterality_gap
+
+    before = torch.zeros(3, 1, 8, 8)
+    x_ref = torch.zeros(3, 1, 8, 8)
+    x_ref[:, :, 4:, :4] = 1.0  # the reference's finding: image left half only
+
+    class Remove(nn.Module):  # "G": takes the reference's finding away, whatever the style
+        def forward(self, x, s):
+            return torch.zeros_like(x)
+
+    after = before.clone()
+    after[0, :, 4:, :4] = 1.0  # the reference's side alone
+    after[1, :, 4:, :4] = 1.0
+    after[1, :, 4:, 4:] = 1 / 3  # a ninth of the squared change on the other side
+    after[2, :, 4:, :] = 1.0  # both sides alike
+    after.requires_grad_(True)
+    rows = torch.tensor([True, True, True])
+    share = laterality(after, before).detach()
+    assert share.tolist() == pytest.approx([1.0, 0.9, 0.5])
+
+    def gap(i, logit):
+        pick = torch.zeros(3, dtype=torch.bool)
+        pick[i] = True
+        return laterality_gap(Remove(), before, after, x_ref, None, pick, logit=logit).item()
+
+    top = math.log((1 - LOGIT_FLOOR) / LOGIT_FLOOR)
+    assert gap(0, True) == pytest.approx(0.0, abs=1e-6)
+    assert gap(1, True) == pytest.approx((top - math.log(0.9 / 0.1)) / (2 * top), rel=1e-4)
+    assert gap(2, True) == pytest.approx(0.5, rel=1e-4) and gap(2, False) == pytest.approx(0.5, rel=1e-4)
+    assert gap(1, True) > 1.2 * gap(1, False)  # 0.127 against 0.100: the faint spill costs more
+    loss = laterality_gap(Remove(), before, after, x_ref, None, rows, logit=True)
+    loss.backward()
+    assert after.grad.abs().sum() > 0
+
+
+def test_laterality_scale_must_be_share_or_logit():
+    from xraystyle.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="loss.laterality_scale"):
+        LossConfig(laterality_scale="odds")
+    assert LossConfig(laterality_scale="logit").laterality_scale == "logit"
+
+
 def test_e_laterality_loss_is_the_terms_value_and_teaches_e_through_the_reference_alone(tiny_cfg):
     """E's own update (loss.laterality_e) reads the same gap as the G phase's term; with G frozen
     its gradient reaches E, through E(x_ref) only."""

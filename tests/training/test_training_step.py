@@ -285,6 +285,28 @@ def test_e_ref_code_reaches_the_reference_phase_only(tiny_cfg, fetcher, monkeypa
     assert not torch.equal(flat(code.nets["E"]), flat(every.nets["E"]))
 
 
+def test_laterality_scale_reaches_both_phases_of_the_step(tiny_cfg, monkeypatch):
+    """loss.laterality_scale logit is passed to g_loss in both G phases (the latent one has no side
+    term to scale) and changes the reference phase's side term."""
+    from tests.training.conftest import fake_cache
+    from xraystyle.data.fetcher import BatchFetcher
+    from xraystyle.data.sampling import BalancedStepSampler
+
+    images, labels = fake_cache()  # every target the other domain: half the rows add
+    fetcher = BatchFetcher(images, BalancedStepSampler(labels, 2, tiny_cfg.train.batch_size, seed=0, cross=True),
+                           tiny_cfg.model.latent_dim, seed=0, augment=None)
+    seen = spy_rows(monkeypatch, "g_loss", "laterality_logit")
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg.loss.lambda_laterality, cfg.loss.e_ref = 1.0, True
+    _, share = run(cfg, fetcher, 2)
+    assert [flag for *_, flag in seen] == [False] * 4
+    seen.clear()
+    cfg.loss.laterality_scale = "logit"
+    _, logit = run(cfg, fetcher, 2)
+    assert [flag for *_, flag in seen] == [True] * 4
+    assert [t["G/ref_laterality"].item() for t in logit] != [t["G/ref_laterality"].item() for t in share]
+
+
 def test_lambda_partial_mixes_the_removals_with_boxes_drawn_per_step(tiny_cfg, fetcher, monkeypatch):
     """loss.lambda_partial: both D phases get the same box masks and the rows that remove; the
     same (seed, step) draws the same boxes, the next step others; 0 passes none."""

@@ -39,12 +39,13 @@ def resolve_run_config(*, domains: list[str] | None = None, findings: list[str] 
     if conditioning is not None:
         values["model.conditioning"] = conditioning
     path = resolve_config(config if config is not None else ("xray-256" if cohort_given else "demo"))
+    base = load_yaml(path)
     if finding_sets and conditioning is None:
-        base = load_yaml(path).get("model", {}).get("conditioning", "single")
-        values["model.conditioning"] = base if is_set_conditioning(base) else "set-additive"
-    loss = load_yaml(path).get("loss", {})
+        model = base.get("model")  # not a mapping: load_config below names the key
+        given = model.get("conditioning", "single") if isinstance(model, dict) else "single"
+        values["model.conditioning"] = given if is_set_conditioning(given) else "set-additive"
     if (not finding_sets and names and NORMAL not in names and path.resolve().parent == CONFIG_DIR.resolve()
-            and loss.get("lambda_laterality", 0) > 0 and "loss.lambda_laterality" not in values):
+            and (base.get("loss") or {}).get("lambda_laterality", 0) > 0 and "loss.lambda_laterality" not in values):
         # The side term compares adds to normal images with removals of their references, so it
         # needs a normal domain; E learning in the reference phase without it makes reference
         # guidance worse (issue #16, ninth round), so both go. A user's own config is refused.

@@ -8,6 +8,7 @@ Nothing here owns state: each function takes the networks (a mapping with "G", "
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -129,6 +130,11 @@ class LossConfig:
     # reference G phase, one more update of E alone on the same term (G a constant), instead of
     # ``e_ref``, which lets every reference-phase term reach E. False = E as published.
     laterality_e: bool = False
+    # How the side term compares the two shares (issue #16, twelfth round): ``share`` their
+    # difference; ``logit`` their log-odds (``laterality_gap``), steepest near one-sided shares,
+    # where the adds the oracle reads on both sides sit (80-90 % of their change on one side).
+    # "share" = the eleventh round's term.
+    laterality_scale: str = "share"
     r1_weight: float = 1.0
     r1_interval: int = 1  # lazy R1: every k D steps with weight * k (1 = every step, as published)
 
@@ -145,6 +151,8 @@ class LossConfig:
         check(not (self.laterality_e and self.e_ref), "loss.laterality_e",
               "and loss.e_ref both update E in the reference phase: choose one")
         check(not self.e_ref_code or self.e_ref, "loss.e_ref_code", "needs loss.e_ref: true")
+        check(self.laterality_scale in ("share", "logit"), "loss.laterality_scale",
+              f"must be share or logit, got {self.laterality_scale!r}")
         check(self.ds_decay_iters >= 1, "loss.ds_decay_iters", "must be >= 1")
         check(self.r1_interval >= 1, "loss.r1_interval", "must be >= 1")
 
@@ -319,27 +327,36 @@ def laterality(x_after: torch.Tensor, x_before: torch.Tensor) -> torch.Tensor:
     return left / (left + right).clamp(min=1e-12)
 
 
+LOGIT_FLOOR = 0.05  # ``logit`` gaps clamp shares to [0.05, 0.95]: a 95 / 5 split counts as one-sided
+
+
 def laterality_gap(G: nn.Module, x_real: torch.Tensor, x_fake: torch.Tensor, x_ref: torch.Tensor,
-                   s_org: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+                   s_org: torch.Tensor, rows: torch.Tensor, logit: bool = False) -> torch.Tensor:
     """Mean over the bool ``rows`` of |lat(x_fake, x_real) - lat(x_ref, G(x_ref, s_org))|: an add
     must change its source on the side where G's removal of the reference (``s_org`` the source's
-    normal style) changes the reference, which is a constant of the term."""
+    normal style) changes the reference, which is a constant of the term. With ``logit`` the two
+    shares are compared in log-odds (clamped at ``LOGIT_FLOOR``, the gap scaled to [0, 1]): the
+    same for an even split, more for a faint change on the other side."""
     with torch.no_grad():
         side_ref = laterality(x_ref, G(x_ref, s_org))
-    return row_mean((laterality(x_fake, x_real) - side_ref).abs(), rows)
+    side_fake = laterality(x_fake, x_real)
+    if logit:
+        side_fake, side_ref = (torch.logit(p.clamp(LOGIT_FLOOR, 1 - LOGIT_FLOOR)) for p in (side_fake, side_ref))
+        return row_mean((side_fake - side_ref).abs(), rows) / (2 * math.log((1 - LOGIT_FLOOR) / LOGIT_FLOOR))
+    return row_mean((side_fake - side_ref).abs(), rows)
 
 
 def e_laterality_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_ref: torch.Tensor,
                       x_ref: torch.Tensor, rows: torch.Tensor, *, phys: PhysicsAug | None = None,
                       fixed_ref: torch.Tensor | None = None,
-                      fixed_org: torch.Tensor | None = None) -> torch.Tensor:
+                      fixed_org: torch.Tensor | None = None, logit: bool = False) -> torch.Tensor:
     """``laterality_gap`` of the reference-guided add G(x_real, E(x_ref)) for E's own update
     (``loss.laterality_e``): its gradient reaches G's input style, so with G frozen E alone."""
     s_trg = style_target(nets, y_ref, None, _through(phys, "e", x_ref), fixed_ref)
     with torch.no_grad():
         s_org = style_code(nets, y_org, x_ref=_through(phys, "e", x_real), fixed=fixed_org)
     G = nets["G"]
-    return laterality_gap(G, x_real, G(x_real, s_trg), x_ref, s_org, rows)
+    return laterality_gap(G, x_real, G(x_real, s_trg), x_ref, s_org, rows, logit)
 
 
 def style_geometry(s: torch.Tensor) -> torch.Tensor:
@@ -473,7 +490,7 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
            lambda_geometry: float = 0.0,
            geometry_rows: tuple[torch.Tensor, torch.Tensor | None] | None = None,
            lambda_laterality: float = 0.0, laterality_rows: torch.Tensor | None = None,
-           e_code_only: bool = False,
+           e_code_only: bool = False, laterality_logit: bool = False,
            ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Generator loss: adversarial + style reconstruction - diversity sensitivity + cycle,
     plus the physics terms of ``phys`` (style-encoder invariance, generator equivariance),
@@ -546,7 +563,7 @@ def g_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_trg: torch.T
             terms["geometry_e"] = loss_geo_e
         loss = loss + lambda_geometry * loss_geo
     if lambda_laterality > 0 and laterality_rows is not None and x_ref is not None:
-        loss_lat = laterality_gap(G, x_real, x_fake, x_ref, s_org, laterality_rows)
+        loss_lat = laterality_gap(G, x_real, x_fake, x_ref, s_org, laterality_rows, laterality_logit)
         loss = loss + lambda_laterality * loss_lat
         terms["laterality"] = loss_lat
     if lambda_id > 0:

@@ -129,7 +129,8 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
                                  geometry_rows=(adding[tag], removing[tag] if "E" in names else None)
                                  if lc.lambda_geometry > 0 else None,
                                  lambda_laterality=lc.lambda_laterality if tag == "ref" else 0.0,
-                                 laterality_rows=adding.get(tag), e_code_only=lc.e_ref_code and tag == "ref")
+                                 laterality_rows=adding.get(tag), e_code_only=lc.e_ref_code and tag == "ref",
+                                 laterality_logit=lc.laterality_scale == "logit")
             _update(state, loss, names, grad_sync)
         terms.update({f"G/{tag}_{k}": v for k, v in t.items()})
 
@@ -137,7 +138,8 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
         with frozen(state.nets[n] for n in ("D", "F", "G")):
             with accel.autocast():
                 loss_e = e_laterality_loss(fwd, x_real, y_org, batch.y_ref, x_ref, adding["ref"], phys=phys,
-                                           fixed_ref=fixed["ref"], fixed_org=fixed["org"])
+                                           fixed_ref=fixed["ref"], fixed_org=fixed["org"],
+                                           logit=lc.laterality_scale == "logit")
             _update(state, lc.lambda_laterality * loss_e, ("E",), grad_sync)
         terms["E/ref_laterality"] = loss_e.detach()
 
