@@ -132,7 +132,7 @@ class LossConfig:
     laterality_e: bool = False
     # How the side term compares the two shares (issue #16, twelfth round): ``share`` their
     # difference; ``logit`` their log-odds (``laterality_gap``), steepest near one-sided shares,
-    # where the adds the oracle reads on both sides sit (80-90 % of their change on one side).
+    # where many adds the oracle reads on both sides sit. On the phantom no gain (twelfth round).
     # "share" = the eleventh round's term.
     laterality_scale: str = "share"
     r1_weight: float = 1.0
