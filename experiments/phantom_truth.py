@@ -291,8 +291,8 @@ TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
     "residual+mismatch+e-equalized+fixed-cross-dlr4-lat1-erefc": (
         "the reference's side (weight 1) with E updated in the reference phase through the reference's code alone",
         {**RMEF_CROSS_DLR4, "loss.lambda_laterality": 1.0, "loss.e_ref": True, "loss.e_ref_code": True}),
-    # ... the side term in log-odds (loss.laterality_scale: logit): the misses are adds the oracle
-    # reads on both sides whose change is 80-90 % on one side, which the shares' gap barely charges.
+    # ... the side term in log-odds (loss.laterality_scale: logit): many misses are adds the oracle
+    # reads on both sides whose change lies mostly on one side, which the shares' gap charges little.
     **{f"residual+mismatch+e-equalized+fixed-cross-dlr4-lat{w}-eref-logit": (
         f"today's default with the side term in log-odds (loss.laterality_scale logit, weight {w})",
         {**RMEF_CROSS_DLR4, "loss.lambda_laterality": float(w), "loss.e_ref": True,

@@ -339,11 +339,11 @@ def laterality_gap(G: nn.Module, x_real: torch.Tensor, x_fake: torch.Tensor, x_r
     same for an even split, more for a faint change on the other side."""
     with torch.no_grad():
         side_ref = laterality(x_ref, G(x_ref, s_org))
-    side_fake = laterality(x_fake, x_real)
+    side_fake, scale = laterality(x_fake, x_real), 1.0
     if logit:
         side_fake, side_ref = (torch.logit(p.clamp(LOGIT_FLOOR, 1 - LOGIT_FLOOR)) for p in (side_fake, side_ref))
-        return row_mean((side_fake - side_ref).abs(), rows) / (2 * math.log((1 - LOGIT_FLOOR) / LOGIT_FLOOR))
-    return row_mean((side_fake - side_ref).abs(), rows)
+        scale = 2 * math.log((1 - LOGIT_FLOOR) / LOGIT_FLOOR)
+    return row_mean((side_fake - side_ref).abs(), rows) / scale
 
 
 def e_laterality_loss(nets: Nets, x_real: torch.Tensor, y_org: torch.Tensor, y_ref: torch.Tensor,

@@ -62,6 +62,8 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
         for tag in ("latent", "ref"):
             adding[tag], removing[tag] = normal["org"] & ~normal[tag], ~normal["org"] & normal[tag]
 
+    logit = lc.laterality_scale == "logit"  # the side term's gap in log-odds
+
     cyc_rows = {}  # the cycle's per-row weight, where removals weigh other than adds
     if lc.cyc_normal_weight != 1.0:
         cyc_rows = {tag: torch.where(normal[tag], lc.cyc_normal_weight, 1.0) for tag in ("latent", "ref")}
@@ -130,7 +132,7 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
                                  if lc.lambda_geometry > 0 else None,
                                  lambda_laterality=lc.lambda_laterality if tag == "ref" else 0.0,
                                  laterality_rows=adding.get(tag), e_code_only=lc.e_ref_code and tag == "ref",
-                                 laterality_logit=lc.laterality_scale == "logit")
+                                 laterality_logit=logit)
             _update(state, loss, names, grad_sync)
         terms.update({f"G/{tag}_{k}": v for k, v in t.items()})
 
@@ -139,7 +141,7 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
             with accel.autocast():
                 loss_e = e_laterality_loss(fwd, x_real, y_org, batch.y_ref, x_ref, adding["ref"], phys=phys,
                                            fixed_ref=fixed["ref"], fixed_org=fixed["org"],
-                                           logit=lc.laterality_scale == "logit")
+                                           logit=logit)
             _update(state, lc.lambda_laterality * loss_e, ("E",), grad_sync)
         terms["E/ref_laterality"] = loss_e.detach()
 
