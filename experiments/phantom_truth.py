@@ -297,6 +297,29 @@ TRUTH_VARIANTS: dict[str, tuple[str, dict | None]] = {
         f"today's default with the side term in log-odds (loss.laterality_scale logit, weight {w})",
         {**RMEF_CROSS_DLR4, "loss.lambda_laterality": float(w), "loss.e_ref": True,
          "loss.laterality_scale": "logit"}) for w in (1, 3)},
+    # Thirteenth round: each half's change pooled over its largest 2 % (loss.laterality_pool topk):
+    # a small effusion on the wrong side, which the oracle counts, weighs about as much as a large
+    # one on the right side.
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-lat1-eref-topk": (
+        "today's default with each half's change pooled over its largest 2 % (loss.laterality_pool topk)",
+        {**RMEF_CROSS_DLR4, "loss.lambda_laterality": 1.0, "loss.e_ref": True, "loss.laterality_pool": "topk"}),
+    # ... what reaches a reference-guided output of the reference's acquisition is its scatter
+    # (physics_leak.py): E reads through a scatter veil of a random fraction up to 0.5.
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-lat1-eref-veil": (
+        "today's default with E reading through a random scatter veil (physics.e_veil 0.5)",
+        {**RMEF_CROSS_DLR4, "loss.lambda_laterality": 1.0, "loss.e_ref": True, "physics.e_veil": 0.5}),
+    # ... the reference's size as the side term's sibling: an add changes its source as much as G's
+    # removal of the reference changes the reference (loss.lambda_ref_extent, log ratio of extents).
+    **{f"residual+mismatch+e-equalized+fixed-cross-dlr4-lat1-eref-rext{w}": (
+        f"today's default with the reference's size as a term (loss.lambda_ref_extent {w})",
+        {**RMEF_CROSS_DLR4, "loss.lambda_laterality": 1.0, "loss.e_ref": True, "loss.lambda_ref_extent": float(w)})
+       for w in (1, 3)},
+    # ... today's default trained four times as long (the research budget, about half an hour of
+    # both cores): where do the side, removal and the reference's volume go with steps?
+    "residual+mismatch+e-equalized+fixed-cross-dlr4-lat1-eref-i6000": (
+        "today's default trained 6000 steps",
+        {**RMEF_CROSS_DLR4, "loss.lambda_laterality": 1.0, "loss.e_ref": True, "train.iters": 6000,
+         "loss.ds_decay_iters": 6000}),
 }
 # Issue #16 item 1, what limits quality: the remedy-free baseline over base width x steps (one
 # seed; ``baseline`` is width 8, 1500 steps). The diversity weight decays over the whole run.

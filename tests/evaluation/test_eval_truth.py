@@ -25,7 +25,7 @@ PROBES = {"style_probe_r2_volume": "higher", "style_probe_r2_side": "higher", "s
 # Metrics of a failure some degenerate baselines do not have (they fail the other metrics): a
 # baseline that carries no physics scores the ideal's 0 on physics transfer / the physics probe.
 CARRIES_NO_PHYSICS = {("phys_transfer_spearman", "identity"), ("phys_transfer_spearman", "noise"),
-                      ("style_probe_r2_physics", "noise")}
+                      ("phys_transfer_range", "identity"), ("style_probe_r2_physics", "noise")}
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +122,7 @@ def test_ideal_reference_outputs_are_the_ideal(perfect_rows):
         assert t[(task, "reference", "cf_l1_vs_ideal")]["ideal"]["value"] == 0.0
         assert t[(task, "reference", "cf_ssim_vs_ideal")]["ideal"]["value"] == pytest.approx(1.0)
         assert t[(task, "reference", "phys_transfer_spearman")]["ideal"]["value"] == 0.0
+        assert t[(task, "reference", "phys_transfer_range")]["ideal"]["value"] == 0.0
     assert t[("effusion->normal", "latent", "remove_validity")]["ideal"]["value"] == 1.0
 
 
@@ -141,6 +142,9 @@ def test_phys_metrics_catch_a_model_that_copies_the_references_exposure(cohort, 
     t = _table(rows)
     key = ("normal->effusion", "reference", "phys_transfer_spearman")
     assert t[key]["run"]["value"] > 0.9 and t[key]["ideal"]["value"] == 0.0
+    # the size: 0.2 x the spread of the draws' exposures, where the pixels are not clipped
+    spread = ("normal->effusion", "reference", "phys_transfer_range")
+    assert t[spread]["run"]["value"] > 0.02 and t[spread]["ideal"]["value"] == 0.0
     ratio = ("normal->effusion", "reference", "phys_attr_ratio")
     assert t[ratio]["run"]["value"] > 3 * t[ratio]["ideal"]["value"]
 

@@ -846,6 +846,93 @@ def test_laterality_gap_in_log_odds_charges_a_faint_change_on_the_wrong_side():
     assert after.grad.abs().sum() > 0
 
 
+def test_laterality_topk_pool_counts_a_small_change_on_the_wrong_side():
+    """loss.laterality_pool topk: each half is the mean of its largest LATERALITY_TOPK squared
+    changes, so a small strong change on the other side splits the share about evenly where the
+    sum pool hardly moves; a one-sided change stays one-sided; the gap passes it on."""
+    from xraystyle.training.losses import LATERALITY_TOPK, laterality, laterality_gap
+
+    before = torch.zeros(2, 1, 32, 32)
+    after = before.clone()
+    after[:, :, 16:, :16] = 1.0  # a large change: the image's left half, 256 pixels
+    after[1, :, 30:, 30:] = 1.0  # and a small one on the right, 4 pixels (the top-k's 2 % of 512 is 10)
+    assert round(LATERALITY_TOPK * 512) == 10
+    assert laterality(after, before).tolist() == pytest.approx([1.0, 256 / 260])
+    assert laterality(after, before, "topk").tolist() == pytest.approx([1.0, 1 / (1 + 0.4)])
+
+    class Remove(nn.Module):  # "G": takes the reference's finding (image left half) away
+        def forward(self, x, s):
+            return torch.zeros_like(x)
+
+    rows = torch.tensor([False, True])
+    after.requires_grad_(True)
+    gap = laterality_gap(Remove(), before, after, after.detach()[:1].expand(2, -1, -1, -1), None, rows, pool="topk")
+    assert gap.item() == pytest.approx(1 - 1 / 1.4, rel=1e-5)
+    gap.backward()
+    assert after.grad[1, :, 30:, 30:].abs().sum() > 0  # the wrong side's change is charged
+    with pytest.raises(Exception, match="loss.laterality_pool"):
+        LossConfig(laterality_pool="max")
+
+
+def test_laterality_grid_compares_where_the_two_edits_change_and_is_the_share_gap_at_one_by_two():
+    """loss.laterality_grid: the total-variation distance between the two edits' squared change
+    pooled over the grid; at (1, 2) it equals the share gap; a finding drawn at the reference's
+    side but another height costs under a grid of bands and nothing in shares."""
+    from xraystyle.training.losses import change_cells, laterality_gap
+
+    class Remove(nn.Module):  # "G": takes the reference's finding away
+        def forward(self, x, s):
+            return torch.zeros_like(x)
+
+    before = torch.zeros(3, 1, 32, 32)
+    x_ref = before.clone()
+    x_ref[:, :, 24:, :16] = 1.0  # low in the image's left half
+    after = before.clone()
+    after[0, :, 24:, :16] = 1.0  # the same place
+    after[1, :, 8:16, :16] = 1.0  # the same side, higher
+    after[2, :, 24:, 16:] = 1.0  # the other side
+    pick = [torch.arange(3) == i for i in range(3)]
+
+    def gap(i, grid):
+        return laterality_gap(Remove(), before, after, x_ref, None, pick[i], grid=grid).item()
+
+    assert [gap(i, (1, 2)) for i in range(3)] == pytest.approx([0.0, 0.0, 1.0])
+    assert [gap(i, (4, 2)) for i in range(3)] == pytest.approx([0.0, 1.0, 1.0])
+    tv = 0.5 * (change_cells(after, before, (1, 2)) - change_cells(x_ref, before, (1, 2))).abs().sum(1)
+    assert tv.tolist() == pytest.approx([gap(i, (1, 2)) for i in range(3)])
+    for bad in ((1, 3), (0, 2), (1, 1)):
+        with pytest.raises(Exception, match="loss.laterality_grid"):
+            LossConfig(laterality_grid=bad)
+    with pytest.raises(Exception, match="loss.laterality_grid"):
+        LossConfig(laterality_grid=(4, 2), laterality_scale="logit")
+
+
+def test_lambda_ref_extent_asks_an_add_to_be_as_large_as_the_references_removal(tiny_cfg):
+    """The term is |log((extent(add) + floor) / (extent(ref, G's removal) + floor))| over the adding
+    rows, in the reference phase only; the removal is made once for both reference terms."""
+    from xraystyle.models.style import style_code
+    from xraystyle.training.losses import EXTENT_FLOOR, extent
+
+    nets, x, y_org, y_trg, _ = _four_rows(tiny_cfg, [0, 0, 1, 0], [1, 1, 0, 0])
+    x_refs = (torch.rand(4, 1, 32, 32) * 2 - 1, torch.rand(4, 1, 32, 32) * 2 - 1)
+    fixed_org = torch.tensor([True, True, False, True])
+    rows = torch.tensor([True, True, False, False])
+    kw = {"x_refs": x_refs, "fixed_org": fixed_org}
+    base, _ = g_loss(nets, x, y_org, y_trg, **kw)
+    loss, t = g_loss(nets, x, y_org, y_trg, **kw, lambda_ref_extent=2.0, laterality_rows=rows)
+    with torch.no_grad():
+        s_org = style_code(nets, y_org, x_ref=x, fixed=fixed_org)
+        x_fake = nets["G"](x, style_code(nets, y_trg, x_ref=x_refs[0]))
+        ratio = (extent(x_fake, x) + EXTENT_FLOOR) / (extent(x_refs[0], nets["G"](x_refs[0], s_org)) + EXTENT_FLOOR)
+    assert t["ref_extent"].item() == pytest.approx(ratio.log().abs()[:2].mean().item(), rel=1e-4)
+    assert loss.item() == pytest.approx((base + 2.0 * t["ref_extent"]).item(), rel=1e-4)
+    _, t_latent = g_loss(nets, x, y_org, y_trg, z_trgs=(torch.randn(4, tiny_cfg.model.latent_dim),) * 2,
+                         lambda_ref_extent=2.0, laterality_rows=rows)
+    assert "ref_extent" not in t_latent
+    with pytest.raises(Exception, match="loss.lambda_ref_extent"):
+        LossConfig(lambda_ref_extent=-1.0)
+
+
 def test_laterality_scale_must_be_share_or_logit():
     from xraystyle.errors import ConfigError
 

@@ -225,3 +225,26 @@ def test_a_residual_generator_trains_away_from_the_identity(fetcher):
     assert all(torch.isfinite(v).all() for t in stats for v in t.values())
     assert state.nets["G"].conv_out[-1].weight.abs().sum() > 0
     assert not torch.allclose(state.nets["G"](x, s), x)
+
+
+def test_e_veil_changes_what_e_reads_only_and_trains(fetcher):
+    """physics.e_veil: E's inputs (e and sty) get a veil of a fraction drawn per image below
+    e_veil, D's input nothing; the config refuses fractions outside [0, 1); a step trains with
+    it and differs from one without; the same (seed, step) draws the same veils."""
+    x = _x()
+    aug = _aug(e_veil=0.5)
+    assert PhysicsConfig(e_veil=0.5).active and torch.equal(aug.for_d(x), x)
+    assert not torch.allclose(aug.for_e(x), x) and not torch.allclose(aug.for_sty(x), x)
+    assert torch.equal(_aug(e_veil=0.5).for_e(x), _aug(e_veil=0.5).for_e(x))
+    for bad in (1.0, -0.1):
+        with pytest.raises(ConfigError, match="physics.e_veil"):
+            PhysicsConfig(e_veil=bad)
+    accel = make_accel("reference", torch.device("cpu"))
+    losses = {}
+    for veil in (0.0, 0.5):
+        cfg = load_config(resolve_config("tiny"), {"model.style_input": "equalized", "physics.d_augment": True,
+                                                   "physics.e_veil": veil})
+        state = build_state(cfg, accel, seed=0)
+        losses[veil] = train_step(state, state.nets, fetcher(0), cfg, accel)
+        assert all(torch.isfinite(v).all() for v in losses[veil].values())
+    assert losses[0.0]["G/latent_sty"] != losses[0.5]["G/latent_sty"]

@@ -285,9 +285,9 @@ def test_e_ref_code_reaches_the_reference_phase_only(tiny_cfg, fetcher, monkeypa
     assert not torch.equal(flat(code.nets["E"]), flat(every.nets["E"]))
 
 
-def test_laterality_scale_reaches_both_phases_of_the_step(tiny_cfg, monkeypatch):
-    """loss.laterality_scale logit is passed to g_loss in both G phases (the latent one has no side
-    term to scale) and changes the reference phase's side term."""
+def test_laterality_scale_and_pool_reach_both_phases_of_the_step(tiny_cfg, monkeypatch):
+    """loss.laterality_scale logit and loss.laterality_pool topk are passed to g_loss in both G
+    phases (the latent one has no side term) and change the reference phase's side term."""
     from tests.training.conftest import fake_cache
     from xraystyle.data.fetcher import BatchFetcher
     from xraystyle.data.sampling import BalancedStepSampler
@@ -305,6 +305,11 @@ def test_laterality_scale_reaches_both_phases_of_the_step(tiny_cfg, monkeypatch)
     _, logit = run(cfg, fetcher, 2)
     assert [flag for *_, flag in seen] == [True] * 4
     assert [t["G/ref_laterality"].item() for t in logit] != [t["G/ref_laterality"].item() for t in share]
+    seen = spy_rows(monkeypatch, "g_loss", "laterality_pool")
+    cfg.loss.laterality_scale, cfg.loss.laterality_pool = "share", "topk"
+    _, topk = run(cfg, fetcher, 2)
+    assert [flag for *_, flag in seen] == ["topk"] * 4
+    assert [t["G/ref_laterality"].item() for t in topk] != [t["G/ref_laterality"].item() for t in share]
 
 
 def test_lambda_partial_mixes_the_removals_with_boxes_drawn_per_step(tiny_cfg, fetcher, monkeypatch):
@@ -367,6 +372,23 @@ def test_lambda_laterality_reaches_the_reference_phase_only(tiny_cfg, fetcher, m
         assert torch.equal(rows, (y_org == normal) & (y_ref != normal))
     assert any(rows.any() for *_, rows in seen[1::2])
     assert all(torch.isfinite(t["G/ref_laterality"]) for t in terms) and "G/latent_laterality" not in terms[0]
+
+
+def test_lambda_ref_extent_reaches_the_reference_phase_only_and_needs_a_normal_domain(tiny_cfg, fetcher, monkeypatch):
+    """Weighted in the reference phase (its adding rows are the side term's); the latent phase gets
+    0; a run without a normal domain is refused in one line."""
+    from xraystyle.errors import ConfigError
+    from xraystyle.paths import resolve_config
+    from xraystyle.training.config import load_config
+
+    weights = spy_rows(monkeypatch, "g_loss", "lambda_ref_extent")
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg.loss.lambda_ref_extent = 2.0
+    _, terms = run(cfg, fetcher, 2)
+    assert [w for *_, w in weights] == [0.0, 2.0] * 2
+    assert all(torch.isfinite(t["G/ref_ref_extent"]) for t in terms) and "G/latent_ref_extent" not in terms[0]
+    with pytest.raises(ConfigError, match="loss.lambda_ref_extent.*normal"):
+        load_config(resolve_config("tiny"), {"domains": ["effusion", "nodule"], "loss.lambda_ref_extent": 1.0})
 
 
 def test_laterality_e_updates_e_alone_after_the_reference_phase(tiny_cfg, fetcher, monkeypatch):

@@ -240,3 +240,34 @@ def test_apply_physics_on_cuda_matches_cpu():
     ref = apply_physics(x, {k: v.cpu() for k, v in params.items()})
     assert y.is_cuda
     torch.testing.assert_close(y.cpu(), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_veil_is_the_phantoms_scatter_in_the_model_image_and_not_a_grey_level_map():
+    """apply_veil: 0 is an exact identity; a fraction s reproduces the phantom's scatter (its
+    detector model, phantom/physics.py) on phantom patients in the model's space (windowed,
+    [-1, 1]): the change maps correlate and are as large; equalisation does not undo it;
+    gradients reach the input."""
+    from xraystyle.evaluation.truth import prepare
+    from xraystyle.models.equalize import soft_equalize
+    from xraystyle.phantom.ideal import case_row, ideal_counterfactual
+    from xraystyle.transforms import PreprocessConfig
+    from xraystyle.transforms.physics import apply_veil
+
+    mid = {"exposure": 1.0, "contrast": 1.0, "gamma": 1.0, "noise": 0.0, "blur_mm": 0.75}
+
+    def image(row, scatter):
+        s = ideal_counterfactual(row, physics=mid | {"scatter": scatter})
+        return torch.from_numpy(prepare(s, PreprocessConfig(size=64)))[None, None]
+
+    for i in range(3):
+        row = case_row(0, i, 64)
+        clean, scattered = image(row, 0.0), image(row, 0.3)
+        assert torch.equal(apply_veil(clean, torch.tensor([0.0])), clean)
+        veiled = apply_veil(clean, torch.tensor([0.3]))
+        want, got = (scattered - clean).flatten(), (veiled - clean).flatten()
+        assert torch.corrcoef(torch.stack([want, got]))[0, 1] > 0.8  # 0.89-0.94 on the test split
+        assert got.abs().mean() == pytest.approx(want.abs().mean().item(), rel=0.3)
+        assert (soft_equalize(veiled) - soft_equalize(clean)).abs().mean() > 0.01  # not monotone
+    x = clean.clone().requires_grad_(True)
+    apply_veil(x, torch.tensor([0.3])).sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0

@@ -567,6 +567,18 @@ class PhysTransferSpearman(Metric):
         return abs(float(np.mean(items)))
 
 
+class PhysTransferRange(Metric):
+    """How far the output's global exposure change (as ``phys_transfer_spearman``) moves across
+    the M physics draws of one reference: max - min, in the model's [-1, 1] units (an 8-bit
+    display's grey level is 2 / 255 = 0.0078); mean over sources. The Spearman above says whether
+    the output follows the reference's exposure, whatever the size; this says by how much."""
+
+    name, better, modes = "phys_transfer_range", "lower", ("reference",)
+
+    def item(self, r):
+        return float(np.ptp([_exposure_change(o, r) for o in r.phys_outputs]))
+
+
 class PhysAttrRatio(Metric):
     """Output variation (mean per-pixel sd) across M physics draws of one reference, over its
     variation across references with different attributes, each plus RATIO_FLOOR; ideal 0, an
@@ -610,7 +622,8 @@ class LatentSideTV(Metric):
 
 METRICS: tuple[type[Metric], ...] = (
     CfL1, CfL1Inside, CfL1Outside, CfSsim, CfSsimInside, CfSsimOutside, AddValidity, RemoveValidity,
-    RefVolumeSpearman, RefSideAccuracy, PhysTransferSpearman, PhysAttrRatio, LatentVolumeW1, LatentSideTV,
+    RefVolumeSpearman, RefSideAccuracy, PhysTransferSpearman, PhysTransferRange, PhysAttrRatio, LatentVolumeW1,
+    LatentSideTV,
 )
 
 

@@ -137,6 +137,8 @@ class RunConfig:
               "needs a 'normal' domain: it reads where translations to and from normal change the image")
         check(self.loss.lambda_laterality == 0 or multi or NORMAL in self.domains, "loss.lambda_laterality",
               "needs a 'normal' domain: it compares adds to normal images with removals of their references")
+        check(self.loss.lambda_ref_extent == 0 or multi or NORMAL in self.domains, "loss.lambda_ref_extent",
+              "needs a 'normal' domain: it compares adds to normal images with removals of their references")
         check(self.loss.lambda_geometry == 0 or self.model.style_dim >= GEOMETRY_CELLS, "loss.lambda_geometry",
               f"needs model.style_dim >= {GEOMETRY_CELLS}: the style's first {GEOMETRY_CELLS} dims hold the geometry")
         check(self.model.img_size == self.data.preprocess.size, "data.preprocess.size",

@@ -19,8 +19,15 @@ intensity transforms as the data augmentation (``transforms.physics``):
 - ``sty_augment``: style reconstruction through an augmentation, ``|E(aug(G(x, s)), y) - s|``:
   a style carried by exposure is scrambled before E reads it, so it cannot be reconstructed.
 
-Only intensity transforms are used here (exposure offset, contrast, gamma), never noise,
-blur or geometry: those do not commute with the anatomy.
+- ``e_veil``: what E reads (references, the cycle's source style, the style reconstruction's
+  fake) also gets a scatter veil of a random fraction up to ``e_veil`` (``transforms.physics.
+  apply_veil``): scatter is not a grey-level map, so equalisation (``model.style_input``) does
+  not remove it, and on the phantom it is what reaches a reference-guided output (issue #16,
+  thirteenth round).
+
+Only intensity transforms are used for D, G and the invariance terms (exposure offset, contrast,
+gamma), never noise, blur or geometry: those do not commute with the anatomy. The veil is for
+E's input alone, where nothing has to commute.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import torch
 
 from ..config import check
 from ..transforms.config import AugmentConfig, Range
-from ..transforms.physics import apply_physics, sample_physics
+from ..transforms.physics import apply_physics, apply_veil, sample_physics
 
 
 @dataclass
@@ -67,6 +74,7 @@ class PhysicsConfig:
     lambda_inv: float = 0.0
     lambda_eq: float = 0.0
     sty_augment: bool = False
+    e_veil: float = 0.0  # largest scatter fraction of the veil on E's inputs (0 = none)
 
     def __post_init__(self) -> None:
         remedies = self.d_augment or self.e_augment or self.sty_augment or self.lambda_inv > 0 or self.lambda_eq > 0
@@ -75,11 +83,23 @@ class PhysicsConfig:
         for key in ("d_augment", "e_augment", "sty_augment"):
             check(isinstance(getattr(self, key), bool), f"physics.{key}", "expected true/false")
         check(self.lambda_inv >= 0 and self.lambda_eq >= 0, "physics.lambda_inv/lambda_eq", "must be >= 0")
+        check(isinstance(self.e_veil, (int, float)) and 0 <= self.e_veil < 1, "physics.e_veil",
+              f"must be a scatter fraction in [0, 1), got {self.e_veil!r}")
 
     @property
     def active(self) -> bool:
         remedies = self.d_augment or self.e_augment or self.sty_augment or self.lambda_inv > 0 or self.lambda_eq > 0
-        return remedies and self.augment.enabled
+        return (remedies and self.augment.enabled) or self.e_veil > 0
+
+    @property
+    def e_input_changed(self) -> bool:
+        """Whether E's style inputs differ from the plain image (intensity augmentation or veil)."""
+        return self.e_augment or self.e_veil > 0
+
+    @property
+    def sty_input_changed(self) -> bool:
+        """Whether the style reconstruction's E reads something other than the plain fake."""
+        return self.sty_augment or self.e_veil > 0
 
 
 class PhysicsAug:
@@ -113,8 +133,16 @@ class PhysicsAug:
     def for_d(self, x: torch.Tensor) -> torch.Tensor:
         return self(x) if self.cfg.d_augment else x
 
+    def veil(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` under a scatter veil of a fraction drawn per image from U[0, e_veil) (global batch)."""
+        b = x.shape[0]
+        u = torch.rand(self.world * b, generator=self.generator, device=self.generator.device)
+        return apply_veil(x, (self.cfg.e_veil * u[self.rank * b:(self.rank + 1) * b]).to(x.device, x.dtype))
+
     def for_e(self, x: torch.Tensor) -> torch.Tensor:
-        return self(x) if self.cfg.e_augment else x
+        x = self(x) if self.cfg.e_augment else x
+        return self.veil(x) if self.cfg.e_veil > 0 else x
 
     def for_sty(self, x: torch.Tensor) -> torch.Tensor:
-        return self(x) if self.cfg.sty_augment else x
+        x = self(x) if self.cfg.sty_augment else x
+        return self.veil(x) if self.cfg.e_veil > 0 else x

@@ -132,7 +132,9 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
                                  if lc.lambda_geometry > 0 else None,
                                  lambda_laterality=lc.lambda_laterality if tag == "ref" else 0.0,
                                  laterality_rows=adding.get(tag), e_code_only=lc.e_ref_code and tag == "ref",
-                                 laterality_logit=logit)
+                                 laterality_logit=logit, laterality_pool=lc.laterality_pool,
+                                 laterality_grid=lc.laterality_grid,
+                                 lambda_ref_extent=lc.lambda_ref_extent if tag == "ref" else 0.0)
             _update(state, loss, names, grad_sync)
         terms.update({f"G/{tag}_{k}": v for k, v in t.items()})
 
@@ -141,7 +143,7 @@ def train_step(state: TrainState, fwd: Mapping[str, nn.Module], batch: Batch, cf
             with accel.autocast():
                 loss_e = e_laterality_loss(fwd, x_real, y_org, batch.y_ref, x_ref, adding["ref"], phys=phys,
                                            fixed_ref=fixed["ref"], fixed_org=fixed["org"],
-                                           logit=logit)
+                                           logit=logit, pool=lc.laterality_pool, grid=lc.laterality_grid)
             _update(state, lc.lambda_laterality * loss_e, ("E",), grad_sync)
         terms["E/ref_laterality"] = loss_e.detach()
 

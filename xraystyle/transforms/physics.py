@@ -107,6 +107,27 @@ def apply_physics(x: torch.Tensor, params: Mapping[str, torch.Tensor | float],
     return y
 
 
+VEIL_CELLS = 8  # the scatter veil's detail: the image side over 8 (a veil spans ~10 % of the side)
+VEIL_ATTENUATION = 3.0  # displayed [0, 1] -> line attenuation, as the phantom's K (phantom/physics.py)
+
+
+def apply_veil(x: torch.Tensor, scatter: torch.Tensor) -> torch.Tensor:
+    """Scatter: a fraction ``scatter`` (B,) of the transmitted signal spread into a low-frequency
+    veil (mean kept), for a batch ``x`` (B, C, H, W) in [-1, 1] read as a log image (bright =
+    attenuating): transmission T = exp(-k u) with u the [0, 1]-mapped image, T <- (1 - s) T + s V
+    with V the box-pooled (``VEIL_CELLS`` cells a side) and bilinearly enlarged T, back to the log
+    image. Not monotone in the grey level, so equalisation does not remove it; it does not commute
+    with the anatomy, so it is for what E reads only (``physics.e_veil``). ``scatter`` 0 is an
+    exact identity; differentiable in ``x``."""
+    b, _, h, w = x.shape
+    s = torch.as_tensor(scatter, dtype=x.dtype, device=x.device).reshape(-1).expand(b).view(b, 1, 1, 1)
+    t = torch.exp(-VEIL_ATTENUATION * ((x + 1.0) * 0.5).clamp(0.0, 1.0))
+    cell = (max(1, h // VEIL_CELLS), max(1, w // VEIL_CELLS))
+    veil = F.interpolate(F.avg_pool2d(t, cell, ceil_mode=True), size=(h, w), mode="bilinear", align_corners=False)
+    u = -torch.log(((1.0 - s) * t + s * veil).clamp_min(1e-6)) / VEIL_ATTENUATION
+    return torch.where(s > 0, (2.0 * u - 1.0).clamp(-1.0, 1.0), x)
+
+
 def _mean(y: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
     """Per-sample mean over valid pixels, shape (B, 1, 1, 1)."""
     if valid is None:
