@@ -848,8 +848,9 @@ def test_laterality_gap_in_log_odds_charges_a_faint_change_on_the_wrong_side():
 
 def test_laterality_topk_pool_counts_a_small_change_on_the_wrong_side():
     """loss.laterality_pool topk: each half is the mean of its largest LATERALITY_TOPK squared
-    changes, so a small strong change on the other side splits the share about evenly where the
-    sum pool hardly moves; a one-sided change stays one-sided; the gap passes it on."""
+    changes, so a small strong change on the other side moves the share well off one-sided where
+    the sum pool hardly moves it; a one-sided change stays one-sided; the gap passes it on."""
+    from xraystyle.errors import ConfigError
     from xraystyle.training.losses import LATERALITY_TOPK, laterality, laterality_gap
 
     before = torch.zeros(2, 1, 32, 32)
@@ -870,7 +871,7 @@ def test_laterality_topk_pool_counts_a_small_change_on_the_wrong_side():
     assert gap.item() == pytest.approx(1 - 1 / 1.4, rel=1e-5)
     gap.backward()
     assert after.grad[1, :, 30:, 30:].abs().sum() > 0  # the wrong side's change is charged
-    with pytest.raises(Exception, match="loss.laterality_pool"):
+    with pytest.raises(ConfigError, match="loss.laterality_pool"):
         LossConfig(laterality_pool="max")
 
 
@@ -878,6 +879,7 @@ def test_laterality_grid_compares_where_the_two_edits_change_and_is_the_share_ga
     """loss.laterality_grid: the total-variation distance between the two edits' squared change
     pooled over the grid; at (1, 2) it equals the share gap; a finding drawn at the reference's
     side but another height costs under a grid of bands and nothing in shares."""
+    from xraystyle.errors import ConfigError
     from xraystyle.training.losses import change_cells, laterality_gap
 
     class Remove(nn.Module):  # "G": takes the reference's finding away
@@ -901,15 +903,16 @@ def test_laterality_grid_compares_where_the_two_edits_change_and_is_the_share_ga
     tv = 0.5 * (change_cells(after, before, (1, 2)) - change_cells(x_ref, before, (1, 2))).abs().sum(1)
     assert tv.tolist() == pytest.approx([gap(i, (1, 2)) for i in range(3)])
     for bad in ((1, 3), (0, 2), (1, 1)):
-        with pytest.raises(Exception, match="loss.laterality_grid"):
+        with pytest.raises(ConfigError, match="loss.laterality_grid"):
             LossConfig(laterality_grid=bad)
-    with pytest.raises(Exception, match="loss.laterality_grid"):
+    with pytest.raises(ConfigError, match="loss.laterality_grid"):
         LossConfig(laterality_grid=(4, 2), laterality_scale="logit")
 
 
 def test_lambda_ref_extent_asks_an_add_to_be_as_large_as_the_references_removal(tiny_cfg):
     """The term is |log((extent(add) + floor) / (extent(ref, G's removal) + floor))| over the adding
     rows, in the reference phase only; the removal is made once for both reference terms."""
+    from xraystyle.errors import ConfigError
     from xraystyle.models.style import style_code
     from xraystyle.training.losses import EXTENT_FLOOR, extent
 
@@ -929,7 +932,7 @@ def test_lambda_ref_extent_asks_an_add_to_be_as_large_as_the_references_removal(
     _, t_latent = g_loss(nets, x, y_org, y_trg, z_trgs=(torch.randn(4, tiny_cfg.model.latent_dim),) * 2,
                          lambda_ref_extent=2.0, laterality_rows=rows)
     assert "ref_extent" not in t_latent
-    with pytest.raises(Exception, match="loss.lambda_ref_extent"):
+    with pytest.raises(ConfigError, match="loss.lambda_ref_extent"):
         LossConfig(lambda_ref_extent=-1.0)
 
 

@@ -265,7 +265,7 @@ def test_veil_is_the_phantoms_scatter_in_the_model_image_and_not_a_grey_level_ma
         assert torch.equal(apply_veil(clean, torch.tensor([0.0])), clean)
         veiled = apply_veil(clean, torch.tensor([0.3]))
         want, got = (scattered - clean).flatten(), (veiled - clean).flatten()
-        assert torch.corrcoef(torch.stack([want, got]))[0, 1] > 0.8  # 0.89-0.94 on the test split
+        assert torch.corrcoef(torch.stack([want, got]))[0, 1] > 0.8  # 0.84-0.93 here, 0.89-0.94 on the test split
         assert got.abs().mean() == pytest.approx(want.abs().mean().item(), rel=0.3)
         assert (soft_equalize(veiled) - soft_equalize(clean)).abs().mean() > 0.01  # not monotone
     x = clean.clone().requires_grad_(True)
