@@ -10,7 +10,7 @@ left effusion of volume 0.325) for each of the first ``--n-sources`` fluid-free 
 
 - ``joint``: ``--n-physics`` joint draws (``physics_variant``, as the benchmark) and, for every
   acquisition factor, the within-source Spearman of that factor with the output's exposure change
-  (mean change over the pixels no finding touches, the benchmark's ``_exposure_change``), signed
+  (mean change over the pixels no finding touches, the benchmark's ``exposure_change``), signed
   mean over sources with a 95 % bootstrap interval. ``exposure`` is the benchmark's metric with
   more draws and sources.
 - ``sweep``: one factor at a time over five levels across its range, every other factor at the
@@ -72,17 +72,18 @@ def diagnose(run: Path, a, cache: dict) -> dict:
     from xraystyle.evaluation.truth import (
         Case,
         ModelTranslator,
-        _exposure_change,
         _lung_source,
         _reference_attrs,
         _spearman,
+        exposure_change,
     )
     from xraystyle.phantom.attributes import patient_baseline
     from xraystyle.phantom.ideal import physics_variant
     from xraystyle.phantom.physics import NEUTRAL_PHYSICS
 
     setup = load_phantom_run(run, order_seed=a.seed)
-    renderer = cache.setdefault("renderer", setup.renderer)  # renders do not depend on the model
+    # renders depend on the model's preprocessing only: one renderer (and its cache) per preprocessing
+    renderer = cache.setdefault(repr(setup.model.preprocess), setup.renderer)
     tr = ModelTranslator(setup.model, a.seed)
     normals = [r for r in setup.rows if not r.labels.get("effusion")]
     sources = normals[:a.n_sources]
@@ -106,8 +107,7 @@ def diagnose(run: Path, a, cache: dict) -> dict:
         attrs = _reference_attrs(N_ATTR)
         refs += [Case(ref_row, renderer.render(ref_row, add={"effusion": at})[0]) for at in attrs]
         out = tr.reference(src, refs, "effusion")
-        rec = type("R", (), {"baseline": base, "src": src})
-        change = np.array([_exposure_change(o, rec) for o in out])
+        change = np.array([exposure_change(o, src.image, base.reference) for o in out])
         jc, rest, ac = change[:a.n_physics], change[a.n_physics:-N_ATTR], change[-N_ATTR:]
         spread["joint"].append(float(np.ptp(jc)))
         spread["attr"].append(float(np.ptp(ac)))

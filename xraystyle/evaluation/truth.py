@@ -407,6 +407,11 @@ class Record:
     def l1_maps(self) -> np.ndarray:
         return np.abs(self.outputs - self.ideals)
 
+    @cached_property
+    def phys_changes(self) -> np.ndarray:
+        """(M,) each physics output's global exposure change (``exposure_change``)."""
+        return np.array([exposure_change(o, self.src.image, self.baseline.reference) for o in self.phys_outputs])
+
 
 # ----------------------------------------------------------------------------- metrics
 
@@ -546,9 +551,10 @@ class RefSideAccuracy(Metric):
         return float(np.mean([a.side == s for a, s in zip(r.attributes, r.ref_sides)]))
 
 
-def _exposure_change(out: np.ndarray, r: Record) -> float:
-    sel = r.baseline.reference
-    return float((out[sel] - r.src.image[sel]).mean())
+def exposure_change(out: np.ndarray, source: np.ndarray, reference: np.ndarray) -> float:
+    """An output's global exposure change: its mean change from the source over the ``reference``
+    pixels (the patient baseline's: no finding touches them)."""
+    return float((out[reference] - source[reference]).mean())
 
 
 class PhysTransferSpearman(Metric):
@@ -561,7 +567,7 @@ class PhysTransferSpearman(Metric):
     name, better, modes = "phys_transfer_spearman", "lower", ("reference",)
 
     def item(self, r):
-        return _spearman(r.phys_exposure, [_exposure_change(o, r) for o in r.phys_outputs])
+        return _spearman(r.phys_exposure, r.phys_changes)
 
     def statistic(self, items):
         return abs(float(np.mean(items)))
@@ -576,7 +582,7 @@ class PhysTransferRange(Metric):
     name, better, modes = "phys_transfer_range", "lower", ("reference",)
 
     def item(self, r):
-        return float(np.ptp([_exposure_change(o, r) for o in r.phys_outputs]))
+        return float(np.ptp(r.phys_changes))
 
 
 class PhysAttrRatio(Metric):
